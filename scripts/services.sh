@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL 15, Redis and Chromium are installed and running on
+# loopback (a fresh machine runs nothing). Needs root; idempotent.
+set -euo pipefail
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v redis-server >/dev/null || apt_install redis-server
+[ -x /usr/bin/chromium ] || apt_install chromium
+command -v pg_ctlcluster >/dev/null || apt_install postgresql
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster 15 main start
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --save "" --appendonly no >/dev/null
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok)"
