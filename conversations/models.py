@@ -66,7 +66,7 @@ class Conversation(models.Model):
 
 
 class MessageQuerySet(models.QuerySet):
-    def interrupt_stale(self, *, older_than: datetime | None = None) -> int:
+    def interrupt_stale(self, *, older_than: datetime | None = None) -> list[Message]:
         """Mark `streaming` replies whose owner stopped checkpointing as `interrupted`.
 
         A live generation refreshes `heartbeat_at` at every checkpoint, so a
@@ -75,13 +75,20 @@ class MessageQuerySet(models.QuerySet):
         """
         if older_than is None:
             older_than = timezone.now() - timedelta(seconds=settings.CHAT_STALE_AFTER_SECONDS)
-        return self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=older_than).update(
+        stale = self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=older_than)
+        ids = list(stale.values_list("id", flat=True))
+        if not ids:
+            return []
+        # The status filter again: a reply that finished meanwhile is left alone.
+        self.filter(pk__in=ids, status=Message.Status.STREAMING).update(
             status=Message.Status.INTERRUPTED,
             finish_reason="interrupted",
             error_code="interrupted",
             error="The server stopped while this reply was being written.",
+            worker="",
             updated_at=timezone.now(),
         )
+        return list(self.filter(pk__in=ids, status=Message.Status.INTERRUPTED))
 
 
 _ROLES = ["system", "user", "assistant"]
@@ -121,7 +128,9 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    # Refreshed by the generating process at every checkpoint (crash recovery).
+    # While streaming: the channel of the process generating this reply (stop and
+    # sync requests go there) and when it last checkpointed (crash recovery).
+    worker = models.CharField(max_length=200, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
