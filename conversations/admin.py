@@ -58,6 +58,11 @@ def _search_terms(search_term: str) -> list[str]:
     return terms
 
 
+class ChatAdminMedia:
+    # Rendered message content and usage totals are styled from a file: the CSP forbids inline styles.
+    css = {"all": ["css/chat-admin.css"]}
+
+
 class ReadOnlyAdminMixin:
     """View-only: no add, change or delete, whatever the user's permissions say."""
 
@@ -164,6 +169,7 @@ def _token_total() -> Coalesce:
 
 @admin.register(Conversation)
 class ConversationAdmin(CascadeChatRowsMixin, admin.ModelAdmin):
+    Media = ChatAdminMedia
     list_display = [
         "display_title",
         "owner",
@@ -263,6 +269,7 @@ class ConversationAdmin(CascadeChatRowsMixin, admin.ModelAdmin):
 # --- messages --------------------------------------------------------------
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = ChatAdminMedia
     list_display = [
         "excerpt",
         "conversation_link",
@@ -328,6 +335,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # --- usage -----------------------------------------------------------------
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = ChatAdminMedia
     list_display = [
         "created_at",
         "user",
