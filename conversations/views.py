@@ -1,0 +1,296 @@
+"""The chat pages: accounts, the conversation list and page, history fragments, exports.
+
+Views stay thin: parse, call one selector or service, render. Everything a
+person sees is rendered here on the server (message text through the one
+sanitising renderer); the JavaScript only applies the socket's events.
+Someone else's conversation is a 404 everywhere (`conversation_get`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import structlog
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from conversations import llm, services
+from conversations.events import conversation_payload
+from conversations.exports import conversation_to_dict, conversation_to_markdown
+from conversations.forms import ArchiveForm, ConversationSettingsForm, RenameForm, SignupForm
+from conversations.llm.base import LLMError
+from conversations.models import Conversation, Message
+from conversations.selectors import conversation_get, conversation_history, conversation_list
+
+log = structlog.get_logger(__name__)
+
+# The sidebar shows this many conversations; search reaches the rest.
+SIDEBAR_LIMIT = 100
+# The provider's model list is asked at most this often per cache, and never
+# allowed to hold up a page for long.
+MODELS_CACHE_SECONDS = 60
+MODELS_TIMEOUT_SECONDS = 3.0
+MODELS_CACHE_KEY = "chat:provider-models"
+
+
+# --- accounts ----------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(allow_signup=settings.ALLOW_SIGNUP, **kwargs)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if not settings.ALLOW_SIGNUP:
+        return render(request, "registration/signup_closed.html", status=404)
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        log.info("user_signed_up", user_id=user.pk, superuser=user.is_superuser)
+        return redirect("home")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+# --- conversations -------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The latest conversation, or a new one for someone who has none."""
+    conversation = conversation_list(user=request.user).first()
+    if conversation is None:
+        conversation = services.conversation_create(owner=request.user)
+    return redirect("conversation", conversation_id=conversation.id)
+
+
+@login_required
+@require_POST
+def conversation_new(request: HttpRequest) -> HttpResponse:
+    conversation = services.conversation_create(owner=request.user)
+    return redirect("conversation", conversation_id=conversation.id)
+
+
+@never_cache
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    messages, has_earlier = conversation_history(conversation=conversation)
+    context = {
+        **_sidebar_context(request, archived=False),
+        "conversation": conversation,
+        "messages": messages,
+        "has_earlier": has_earlier,
+        "settings_form": _settings_form(conversation),
+        "rename_form": RenameForm(initial={"title": conversation.title}),
+        "provider_status": llm.provider_status(),
+        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        # Unsaved rows: the templates the browser clones for live messages.
+        "user_template": Message(role=Message.Role.USER, status=Message.Status.COMPLETE),
+        "assistant_template": Message(role=Message.Role.ASSISTANT, status=Message.Status.STREAMING),
+    }
+    return render(request, "conversations/chat.html", context)
+
+
+@never_cache
+@login_required
+@require_GET
+def conversation_messages(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """A server-rendered page of history, for "Load earlier" (`?before=<id>`) and
+    for catching up after a reconnect (`?after=<id>`).
+
+    `X-Has-Earlier` says whether older messages remain. `X-History-Reset: 1`
+    means the `after` message is no longer on the shown branch (an edit or a
+    regeneration in another tab): the fragment is the latest page, to show
+    instead of everything.
+    """
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    reset = False
+    if "after" in request.GET:
+        messages, has_earlier, reset = _history_after(conversation, request.GET["after"])
+    else:
+        messages, has_earlier = conversation_history(
+            conversation=conversation, before=request.GET.get("before") or None
+        )
+    response = render(request, "conversations/_messages.html", {"messages": messages})
+    response["X-Has-Earlier"] = "1" if has_earlier else "0"
+    response["X-History-Reset"] = "1" if reset else "0"
+    return response
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        return _form_invalid(request, form, conversation)
+    services.conversation_update(conversation=conversation, title=form.cleaned_data["title"])
+    return _done(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_archive(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    form = ArchiveForm(request.POST)
+    form.is_valid()  # a boolean field: anything but a true value means false
+    services.conversation_update(conversation=conversation, archived=form.cleaned_data.get("archived", False))
+    return _done(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    form = _settings_form(conversation, data=request.POST)
+    if not form.is_valid():
+        return _form_invalid(request, form, conversation)
+    services.conversation_update(
+        conversation=conversation,
+        model=form.cleaned_data["model"],
+        system_prompt=form.cleaned_data["system_prompt"],
+    )
+    return _done(request, conversation)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    if request.method == "POST":
+        services.conversation_delete(conversation=conversation)
+        log.info("conversation_deleted", conversation_id=str(conversation_id))
+        return redirect("home")
+    return render(
+        request,
+        "conversations/confirm_delete.html",
+        {**_sidebar_context(request, archived=False), "conversation": conversation},
+    )
+
+
+@login_required
+@require_GET
+def conversation_export(request: HttpRequest, conversation_id: uuid.UUID, fmt: str) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    if fmt == "json":
+        body = json.dumps(conversation_to_dict(conversation), ensure_ascii=False, indent=2)
+        content_type = "application/json; charset=utf-8"
+    else:
+        body = conversation_to_markdown(conversation)
+        content_type = "text/markdown; charset=utf-8"
+    filename = f"{slugify(conversation.title) or 'conversation'}-{str(conversation.id)[:8]}.{fmt}"
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@never_cache
+@login_required
+@require_GET
+def archived_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "conversations/archived.html", _sidebar_context(request, archived=True))
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def _sidebar_context(request: HttpRequest, *, archived: bool) -> dict:
+    query = request.GET.get("q", "").strip()
+    conversations = conversation_list(user=request.user, query=query, archived=archived)
+    return {"sidebar_conversations": conversations[:SIDEBAR_LIMIT], "query": query, "archived_view": archived}
+
+
+def _settings_form(conversation: Conversation, data=None) -> ConversationSettingsForm:
+    return ConversationSettingsForm.for_conversation(
+        conversation,
+        models=available_models(),
+        max_prompt_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+        data=data,
+    )
+
+
+def available_models() -> list[str]:
+    """The provider's models for the picker; [] when no provider is configured."""
+    provider = llm.get_provider()
+    if provider is None:
+        return []
+    models = cache.get(MODELS_CACHE_KEY)
+    if models is None:
+        try:
+            models = async_to_sync(_list_models)(provider)
+        except (LLMError, TimeoutError, OSError) as error:
+            # The picker falls back to the configured model rather than failing the page.
+            log.warning("model_list_failed", error=str(error))
+            models = [provider.model] if provider.model else []
+        cache.set(MODELS_CACHE_KEY, models, MODELS_CACHE_SECONDS)
+    return models
+
+
+async def _list_models(provider) -> list[str]:
+    return list(await asyncio.wait_for(provider.list_models(), timeout=MODELS_TIMEOUT_SECONDS))
+
+
+def _history_after(conversation: Conversation, after: str) -> tuple[list[Message], bool, bool]:
+    """Messages after `after` on the visible branch: (messages, has_earlier, reset)."""
+    ids = conversation.visible_message_ids()
+    try:
+        position = ids.index(uuid.UUID(after))
+    except ValueError:
+        position = None
+    newer = ids[position + 1 :] if position is not None else None
+    if newer is None or len(newer) > settings.CHAT_HISTORY_PAGE:
+        # Not on this branch any more, or too far behind to patch: start over.
+        messages, has_earlier = conversation_history(conversation=conversation)
+        return messages, has_earlier, True
+    by_id = Message.objects.in_bulk(newer)
+    return [by_id[i] for i in newer if i in by_id], True, False
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _done(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """After a change: JSON for the page's fetch, a redirect for a plain form post."""
+    if _wants_json(request):
+        return JsonResponse(conversation_payload(conversation))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("conversation", kwargs={"conversation_id": conversation.id})
+    return redirect(target)
+
+
+def _form_invalid(request: HttpRequest, form, conversation: Conversation) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    return render(
+        request,
+        "conversations/form_error.html",
+        {**_sidebar_context(request, archived=False), "conversation": conversation, "form": form},
+        status=400,
+    )
