@@ -10,6 +10,7 @@ model's loop ends.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -101,6 +102,69 @@ class Stream(ABC):
         """Stop generating now. Safe to call more than once."""
 
 
+class IteratorStream(Stream):
+    """A Stream backed by one async generator (`_generate`), closable from any task.
+
+    `aclose()` from the task that iterates (between deltas) closes the generator,
+    whose `finally` releases the provider's resources. From another task, while
+    the iterating task waits inside `_generate`, `_interrupt()` wakes it: the
+    generator sees `closed` and ends quietly, and `aclose()` waits (briefly) for
+    that, so the HTTP response is closed or the model loop ended when it returns.
+    """
+
+    #: How long aclose() waits for the iterating task to let go of the provider.
+    close_wait_seconds = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self._generator: AsyncIterator[str] | None = None
+        self._finished = asyncio.Event()
+
+    def deltas(self) -> AsyncIterator[str]:
+        if self._generator is None:
+            self._generator = self._run()
+        return self._generator
+
+    async def _run(self) -> AsyncIterator[str]:
+        inner = self._generate()
+        try:
+            if not self.closed:
+                async for text in inner:
+                    yield text
+        finally:
+            try:
+                await inner.aclose()  # type: ignore[attr-defined]
+            finally:
+                self._finished.set()
+
+    @abstractmethod
+    def _generate(self) -> AsyncIterator[str]:
+        """Yield deltas; release resources in `finally`; return quietly once `closed`."""
+
+    def _interrupt(self) -> None:
+        """Wake the iterating task out of whatever it awaits (called by aclose from another task)."""
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.result.finish_reason:
+            self.result.finish_reason = "cancelled"
+        generator = self._generator
+        if generator is None:
+            return
+        if getattr(generator, "ag_running", False):
+            self._interrupt()
+            try:
+                async with asyncio.timeout(self.close_wait_seconds):
+                    await self._finished.wait()
+            except TimeoutError:
+                pass
+        else:
+            await generator.aclose()  # type: ignore[attr-defined]
+
+
 class LLMProvider(ABC):
     """A configured model backend. One instance per process."""
 
@@ -121,6 +185,9 @@ class LLMProvider(ABC):
     async def health(self) -> None:
         """Raise when the provider cannot serve; return when it can."""
 
+    async def warm_up(self) -> None:
+        """Load what the first request would otherwise wait for (the local model); optional."""
+
     async def list_models(self) -> list[str]:
         """Models a conversation may pick; the configured one first."""
         return [self.model]
@@ -137,6 +204,32 @@ class LLMProvider(ABC):
 
 def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+_CONTEXT_MARKERS = re.compile(
+    r"(?i)context[ _]length|context window|maximum context|too many tokens|prompt is too long"
+    r"|exceeds? the (?:model'?s? )?(?:context|maximum)"
+)
+
+
+def error_for_status(status: int | None, *, code: str | None = None, message: str = "") -> LLMError:
+    """The typed error for an HTTP status (and the provider's error code/message), as users see it."""
+    detail = (message or "").strip()[:300]
+    suffix = f": {detail}" if detail else "."
+    http = f" (HTTP {status})" if status else ""
+    if code in {"context_length_exceeded", "string_above_max_length"} or (
+        status in {400, 413, 422, None} and _CONTEXT_MARKERS.search(detail)
+    ):
+        return ContextTooLong(f"The conversation is too long for the model's context window{suffix}")
+    if status in {401, 403} or code in {"invalid_api_key", "unauthorized", "permission_denied"}:
+        return ProviderAuthError(f"The model provider refused our credentials{http}{suffix}")
+    if status == 429 or code in {"rate_limit_exceeded", "insufficient_quota"}:
+        return ProviderRateLimited(f"The model provider is rate limiting us{http}{suffix}")
+    if status in {408, 504}:
+        return ProviderTimeout(f"The model provider timed out{http}{suffix}")
+    if status is None:
+        return ProviderError(f"The model provider reported an error{suffix}")
+    return ProviderError(f"The model provider returned HTTP {status}{suffix}")
 
 
 _SECRET_PATTERNS = [
