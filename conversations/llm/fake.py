@@ -257,11 +257,14 @@ class FakeStream(IteratorStream):
         if when <= loop.time() or self.closed:
             return
         waiter = self._waiter = loop.create_future()
-        handle = loop.call_at(when, lambda: waiter.done() or waiter.set_result(None))
+        handle = None
+        if not math.isinf(when):
+            handle = loop.call_at(when, lambda: waiter.done() or waiter.set_result(None))
         try:
             await waiter
         finally:
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
             self._waiter = None
 
     async def _generate(self) -> AsyncIterator[str]:
