@@ -90,8 +90,24 @@ class CascadeChatRowsMixin:
         return deleted, model_count, perms_needed, protected
 
 
+class MessageColumnsMixin:
+    """The columns a message shows wherever the admin lists it."""
+
+    @admin.display(description="content")
+    def content_html(self, message: Message) -> SafeString:
+        return _rendered(message.content)
+
+    @admin.display(description="tokens (prompt + completion)")
+    def tokens(self, message: Message) -> str:
+        return f"{message.prompt_tokens:,} + {message.completion_tokens:,}"
+
+    @admin.display(description="TTFT / duration")
+    def timing(self, message: Message) -> str:
+        return _timing(message.ttft_ms, message.duration_ms)
+
+
 # --- conversations ---------------------------------------------------------
-class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
+class MessageInline(MessageColumnsMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
@@ -109,18 +125,6 @@ class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
     @admin.display(boolean=True, description="current branch")
     def on_branch(self, message: Message) -> bool:
         return message.pk in getattr(self, "_visible_ids", set())
-
-    @admin.display(description="content")
-    def content_html(self, message: Message) -> SafeString:
-        return _rendered(message.content)
-
-    @admin.display(description="tokens (prompt + completion)")
-    def tokens(self, message: Message) -> str:
-        return f"{message.prompt_tokens:,} + {message.completion_tokens:,}"
-
-    @admin.display(description="TTFT / duration")
-    def timing(self, message: Message) -> str:
-        return _timing(message.ttft_ms, message.duration_ms)
 
 
 class UsageEventInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -268,7 +272,7 @@ class ConversationAdmin(CascadeChatRowsMixin, admin.ModelAdmin):
 
 # --- messages --------------------------------------------------------------
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(MessageColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     Media = ChatAdminMedia
     list_display = [
         "excerpt",
@@ -292,7 +296,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "role",
         "status",
         "content_html",
-        "content",
+        "raw_content",
         "parent",
         "client_id",
         "model",
@@ -319,17 +323,9 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def conversation_link(self, message: Message) -> str:
         return _conversation_link(message.conversation)
 
-    @admin.display(description="content (rendered)")
-    def content_html(self, message: Message) -> SafeString:
-        return _rendered(message.content)
-
-    @admin.display(description="tokens (prompt + completion)")
-    def tokens(self, message: Message) -> str:
-        return f"{message.prompt_tokens:,} + {message.completion_tokens:,}"
-
-    @admin.display(description="TTFT / duration")
-    def timing(self, message: Message) -> str:
-        return _timing(message.ttft_ms, message.duration_ms)
+    @admin.display(description="as stored")
+    def raw_content(self, message: Message) -> str:
+        return format_html('<pre class="raw-content">{}</pre>', message.content)
 
 
 # --- usage -----------------------------------------------------------------

@@ -371,3 +371,12 @@ def test_deleting_a_user_in_the_admin_is_not_blocked_by_their_read_only_chats(ad
     assert response.status_code == 302
     assert not get_user_model().objects.filter(pk=alice.pk).exists()
     assert (Conversation.objects.count(), Message.objects.count(), UsageEvent.objects.count()) == (0, 0, 0)
+
+
+def test_message_page_shows_the_content_as_stored_and_escaped(admin_client, alice):
+    _, reply = rows.exchange(rows.conversation(alice), "Q", "**bold** <b>raw</b>")
+
+    text = admin_client.get(reverse("admin:conversations_message_change", args=[reply.pk])).content.decode()
+
+    assert "<strong>bold</strong>" in text
+    assert '<pre class="raw-content">**bold** &lt;b&gt;raw&lt;/b&gt;</pre>' in text
