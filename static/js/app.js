@@ -1,0 +1,94 @@
+// The page's entry point: wires the modules of the chat page together.
+// Every page gets the sidebar drawer; the chat page gets the live conversation.
+
+import { setupCodeCopy } from "./codecopy.js";
+import { Composer } from "./composer.js";
+import { applyConversation } from "./conversation.js";
+import { Editor } from "./editor.js";
+import { enhanceForms } from "./forms.js";
+import { History } from "./history.js";
+import { setupMenus } from "./menu.js";
+import { keepPinned } from "./scroll.js";
+import { setupSidebar } from "./sidebar.js";
+import { ChatSocket } from "./socket.js";
+import { showConnection } from "./status.js";
+import { Transcript } from "./transcript.js";
+
+setupSidebar();
+setupMenus();
+
+const main = document.getElementById("main");
+if (main && main.dataset.socketPath) startChat(main);
+
+function startChat(root) {
+  const list = document.getElementById("messages");
+  const scroller = document.getElementById("scroll");
+  const empty = document.getElementById("messages-empty");
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new ChatSocket(`${scheme}//${window.location.host}${root.dataset.socketPath}`);
+  const transcript = new Transcript(list, { send: (frame) => socket.send(frame) });
+  const composer = new Composer(document.getElementById("composer"), {
+    socket,
+    maxChars: Number(root.dataset.maxChars) || 32000,
+  });
+  const showError = (text) => composer.showError(text);
+  const editor = new Editor(list, { socket, onError: showError });
+  const history = new History({
+    url: root.dataset.messagesUrl,
+    button: document.getElementById("load-earlier"),
+    transcript,
+    scroller,
+    onError: showError,
+  });
+  const pinned = keepPinned(scroller, list);
+
+  const setRunning = (running) => {
+    root.toggleAttribute("data-running", running);
+    composer.setRunning(running);
+  };
+  setRunning(transcript.running);
+
+  transcript.addEventListener("running", (event) => setRunning(event.detail.running));
+  transcript.addEventListener("created", (event) => {
+    const { message } = event.detail;
+    composer.acknowledge(message);
+    editor.acknowledge(message);
+    if (message.client_id) pinned.pin();
+    empty.hidden = transcript.messages().length > 0;
+  });
+  transcript.addEventListener("stale", () => history.catchUp());
+
+  socket.addEventListener("state", (event) => showConnection(document.getElementById("connection"), event.detail));
+  socket.addEventListener("open", () => {
+    composer.resend();
+    // Whatever happened while we were not listening (or before the page's
+    // socket opened): fetch it, then `sync` every reply still being written.
+    history.catchUp().then(() => {
+      empty.hidden = transcript.messages().length > 0;
+    });
+  });
+  socket.addEventListener("frame", (event) => {
+    const frame = event.detail;
+    if (frame.type === "conversation.updated") {
+      applyConversation(frame.conversation);
+    } else if (frame.type === "error") {
+      if (!editor.refuse(frame)) composer.refuse(frame);
+      else composer.showError(frame.message || `The server refused that (${frame.code}).`);
+    } else {
+      transcript.apply(frame);
+    }
+  });
+
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-action=regenerate], [data-action=retry]");
+    if (!button || transcript.running) return;
+    const message = button.closest(".message");
+    if (!socket.send({ type: "message.regenerate", message_id: message.dataset.messageId })) {
+      showError("Not connected: try again when the connection is back.");
+    }
+  });
+
+  setupCodeCopy(list);
+  enhanceForms(root, { onSaved: applyConversation });
+  socket.start();
+}

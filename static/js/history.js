@@ -1,0 +1,72 @@
+// History from the server, as rendered HTML: earlier pages on demand, and
+// catching up after a (re)connect with whatever happened meanwhile.
+
+import { getFragment, parseFragment } from "./http.js";
+
+export class History {
+  constructor({ url, button, transcript, scroller, onError }) {
+    this.url = url;
+    this.button = button;
+    this.transcript = transcript;
+    this.scroller = scroller;
+    this.onError = onError;
+    this.catching = null;
+    this.again = false;
+    button?.addEventListener("click", () => this.loadEarlier());
+  }
+
+  async loadEarlier() {
+    const first = this.transcript.messages()[0];
+    if (!first) return;
+    this.button.disabled = true;
+    try {
+      const { html, headers } = await getFragment(this.#url({ before: first.dataset.messageId }));
+      const height = this.scroller.scrollHeight;
+      this.transcript.insert(parseFragment(html), "top");
+      // Keep what the reader was looking at in place.
+      this.scroller.scrollTop += this.scroller.scrollHeight - height;
+      this.button.hidden = headers.get("X-Has-Earlier") !== "1";
+    } catch {
+      this.onError("Earlier messages could not be loaded. Try again.");
+    } finally {
+      this.button.disabled = false;
+    }
+  }
+
+  /** Fetch what came after the last shown message, then sync replies being written. */
+  catchUp() {
+    if (this.catching) {
+      this.again = true;
+      return this.catching;
+    }
+    this.catching = this.#catchUp().finally(() => {
+      this.catching = null;
+      if (this.again) {
+        this.again = false;
+        this.catchUp();
+      }
+    });
+    return this.catching;
+  }
+
+  async #catchUp() {
+    const last = this.transcript.lastElement();
+    try {
+      const { html, headers } = await getFragment(this.#url({ after: last ? last.dataset.messageId : "" }));
+      const fragment = parseFragment(html);
+      if (headers.get("X-History-Reset") === "1") {
+        this.transcript.replace(fragment);
+        if (this.button) this.button.hidden = headers.get("X-Has-Earlier") !== "1";
+      } else {
+        this.transcript.insert(fragment, "bottom");
+      }
+    } catch {
+      // The socket's own events and the next reconnect still bring the page up to date.
+    }
+    this.transcript.syncAll();
+  }
+
+  #url(params) {
+    return `${this.url}?${new URLSearchParams(params)}`;
+  }
+}

@@ -1,0 +1,67 @@
+// The DOM of one message: made from the server's <template>s, filled with
+// text (textContent) or with HTML the server sanitised. Nothing else is ever
+// parsed as HTML.
+
+import { enhanceCode } from "./codecopy.js";
+import { length } from "./text.js";
+
+export const LIVE_STATUSES = new Set(["pending", "streaming"]);
+
+export function isLive(element) {
+  return LIVE_STATUSES.has(element.dataset.status);
+}
+
+/** A new message element from a `message.created` payload. */
+export function createMessage(message) {
+  const template = document.getElementById(message.role === "user" ? "tpl-user" : "tpl-assistant");
+  const element = template.content.firstElementChild.cloneNode(true);
+  element.dataset.messageId = message.id;
+  element.dataset.parentId = message.parent_id || "";
+  element.dataset.status = message.status;
+  const body = element.querySelector(".message__body");
+  if (message.role === "user") {
+    body.textContent = message.content;
+  } else {
+    // A reply starts as plain text; finished blocks arrive as server HTML.
+    element.querySelector(".message__tail").textContent = message.content || "";
+    body.dataset.renderedEnd = "0";
+    element.dataset.offset = String(length(message.content || ""));
+    if (!LIVE_STATUSES.has(message.status)) body.removeAttribute("aria-busy");
+  }
+  return element;
+}
+
+/** The finished reply: the server's sanitised HTML, status and usage. */
+export function finishMessage(element, { status, html, usage, error }) {
+  element.dataset.status = status;
+  delete element.dataset.offset;
+  const body = element.querySelector(".message__body");
+  body.removeAttribute("aria-busy");
+  delete body.dataset.renderedEnd;
+  body.innerHTML = html || ""; // sanitised by the server's one renderer
+  enhanceCode(body);
+
+  const note = element.querySelector(".message__note");
+  if (note) note.textContent = status === "cancelled" ? "Stopped" : "";
+  const usageText = element.querySelector(".message__usage");
+  if (usageText && usage) usageText.textContent = formatUsage(usage);
+
+  const errorLine = element.querySelector(".message__error");
+  if (errorLine) {
+    errorLine.hidden = !error;
+    if (error) {
+      errorLine.querySelector(".message__error-text").textContent = error.message || "The reply failed.";
+    }
+  }
+}
+
+export function formatUsage(usage) {
+  if (!usage || !usage.completion_tokens) return "";
+  let text = `${usage.prompt_tokens} in · ${usage.completion_tokens} out`;
+  if (usage.ttft_ms !== null && usage.ttft_ms !== undefined) text += ` · first token ${ms(usage.ttft_ms)}`;
+  return text;
+}
+
+function ms(value) {
+  return value < 1000 ? `${value} ms` : `${(value / 1000).toFixed(1)} s`;
+}
