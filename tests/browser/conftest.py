@@ -1,0 +1,245 @@
+"""A live daphne with the scripted model, Debian's Chromium through Playwright, and page helpers.
+
+One server and one browser serve the whole browser suite: the server gets
+its own PostgreSQL database (created, migrated and dropped here) and shares
+Redis for the channel layer. Every test gets a fresh browser context signed
+in as one account made once through the sign-up form, and fails on any
+console error, uncaught exception or JavaScript dialog.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from conftest import require_service
+from tests.servers import ROOT, Server, daphne
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+PASSWORD = "browser-tests-Pa55word"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# Short pages so "Load earlier" is reachable with a few exchanges.
+HISTORY_PAGE = 6
+
+expect.set_options(timeout=10_000)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass
+class Live:
+    server: Server
+    env: dict[str, str]
+    database_url: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory) -> Iterator[Live]:
+    """daphne on loopback with LLM_PROVIDER=fake, on a database of its own."""
+    database_url = os.environ.get("DATABASE_URL", "")
+    redis_url = os.environ.get("REDIS_URL", "")
+    require_service("PostgreSQL (DATABASE_URL)", database_url.startswith("postgres"))
+    require_service("Redis (REDIS_URL)", bool(redis_url))
+    if not Path(CHROMIUM).exists():
+        require_service(f"Chromium ({CHROMIUM})", False)
+
+    name = f"test_browser_{uuid.uuid4().hex[:12]}"
+    # The maintenance database: the one in DATABASE_URL may not exist yet.
+    maintenance_url = _with_database(database_url, "postgres")
+    with psycopg.connect(maintenance_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    live_database_url = _with_database(database_url, name)
+    env = {
+        "CHATPLATFORM_IGNORE_DOTENV": "1",
+        "APP_ENV": "test",
+        "DEBUG": "false",
+        "DATABASE_URL": live_database_url,
+        "REDIS_URL": redis_url,
+        "ALLOW_SIGNUP": "true",
+        "LLM_PROVIDER": "fake",
+        "LLM_FAKE_TTFT": "0.05",
+        "LLM_FAKE_TOKENS_PER_SECOND": "200",
+        "LLM_FAKE_TOKENS": "30",
+        "CHAT_HISTORY_PAGE": str(HISTORY_PAGE),
+        # One account runs every test: the per-user limits must not be what a test meets.
+        "CHAT_MESSAGES_PER_MINUTE": "10000",
+        "CHAT_CONCURRENT_REPLIES": "100",
+        "CHAT_DAILY_TOKEN_BUDGET": "100000000",
+        "LOG_LEVEL": "WARNING",
+    }
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            timeout=120,
+        )
+        log_dir = tmp_path_factory.mktemp("browser-servers")
+        with daphne(env, log_dir=log_dir, name="browser") as server:
+            yield Live(server=server, env=env, database_url=live_database_url)
+    finally:
+        with psycopg.connect(maintenance_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Problems:
+    """What a page must never do: log a console error, throw, or open a dialog."""
+
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern] = field(default_factory=list)
+
+    def watch(self, page: Page) -> Page:
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("dialog", self._dialog)
+        return page
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def _console(self, message) -> None:
+        if message.type == "error" and not any(p.search(message.text) for p in self.allowed):
+            self.errors.append(message.text)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+
+def sign_up(page: Page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(re.compile(r".*/c/[0-9a-f-]{36}/$"))
+
+
+@pytest.fixture(scope="session")
+def account(live: Live, browser: Browser, tmp_path_factory) -> Path:
+    """One account for the suite, made through the sign-up form; its signed-in browser state."""
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_up(page, live.url, f"tester-{uuid.uuid4().hex[:8]}")
+    state = tmp_path_factory.mktemp("browser-state") / "state.json"
+    context.storage_state(path=str(state))
+    context.close()
+    return state
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+@pytest.fixture
+def context(browser: Browser, account: Path, problems: Problems) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport=DESKTOP, storage_state=str(account), color_scheme="light")
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext, problems: Problems) -> Iterator[Page]:
+    page = problems.watch(context.new_page())
+    yield page
+    assert not problems.dialogs, f"a dialog opened: {problems.dialogs}"
+    assert not problems.errors, f"console errors: {problems.errors}"
+
+
+def open_tab(context: BrowserContext, problems: Problems, url: str) -> Page:
+    """Another tab of the same signed-in browser, watched like the first."""
+    tab = problems.watch(context.new_page())
+    tab.goto(url)
+    wait_connected(tab)
+    return tab
+
+
+def wait_connected(page: Page) -> None:
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+
+
+def new_chat(page: Page, base_url: str) -> str:
+    """Open a new conversation and wait for its socket; returns its URL."""
+    page.goto(f"{base_url}/")
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_url(re.compile(r".*/c/[0-9a-f-]{36}/$"))
+    wait_connected(page)
+    return page.url
+
+
+def composer(page: Page):
+    return page.get_by_label("Message", exact=True)
+
+
+def send(page: Page, text: str) -> None:
+    """Put a message in the composer and press Enter."""
+    box = composer(page)
+    box.fill(text)
+    box.press("Enter")
+
+
+def replies(page: Page):
+    return page.locator("#messages .message--assistant")
+
+
+def last_reply(page: Page):
+    return replies(page).last
+
+
+def wait_reply_done(page: Page, status: str = "complete"):
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", status)
+    return reply
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
