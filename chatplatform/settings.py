@@ -224,6 +224,7 @@ CHAT_CONCURRENT_REPLIES = env.int("CHAT_CONCURRENT_REPLIES", default=3)
 CHAT_DAILY_TOKEN_BUDGET = env.int("CHAT_DAILY_TOKEN_BUDGET", default=200_000)
 CHAT_FLUSH_INTERVAL_MS = env.int("CHAT_FLUSH_INTERVAL_MS", default=40)
 CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
-CHAT_HEARTBEAT_SECONDS = env.float("CHAT_HEARTBEAT_SECONDS", default=5.0)
 CHAT_STALE_AFTER_SECONDS = env.float("CHAT_STALE_AFTER_SECONDS", default=20.0)
 CHAT_HISTORY_PAGE = env.int("CHAT_HISTORY_PAGE", default=50)
+# Title a conversation with the model after its first exchange (else its first words).
+CHAT_TITLE_FROM_MODEL = env.bool("CHAT_TITLE_FROM_MODEL", default=True)

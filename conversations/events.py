@@ -51,3 +51,25 @@ def conversation_payload(conversation) -> dict:
             "updated_at": conversation.updated_at.isoformat(),
         }
     }
+
+
+def reply_final(message) -> tuple[str, dict]:
+    """The event that carries the whole final state of a finished reply."""
+    from conversations.rendering import render_markdown
+
+    base = {
+        "message_id": str(message.id),
+        "status": message.status,
+        "content": message.content,
+        "html": render_markdown(message.content),
+    }
+    if message.status in {"failed", "interrupted"}:
+        error = {"code": message.error_code or "provider_error", "message": message.error}
+        return "message.failed", {**base, "error": error}
+    usage = {
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "ttft_ms": message.ttft_ms,
+        "duration_ms": message.duration_ms,
+    }
+    return "message.completed", {**base, "finish_reason": message.finish_reason, "usage": usage}

@@ -44,7 +44,8 @@ class Conversation(models.Model):
         """
         return Message.objects.filter(pk__in=self.visible_message_ids()).order_by("created_at", "id")
 
-    def visible_message_ids(self) -> list[uuid.UUID]:
+    def visible_message_ids(self, *, leaf: uuid.UUID | None = None) -> list[uuid.UUID]:
+        """Ids of the branch ending at `leaf` (default: the newest message), oldest first."""
         rows = list(
             Message.objects.filter(conversation=self)
             .order_by("created_at", "id")
@@ -53,10 +54,12 @@ class Conversation(models.Model):
         if not rows:
             return []
         parents = dict(rows)
-        path = []
-        current: uuid.UUID | None = rows[-1][0]
-        while current is not None:
+        path: list[uuid.UUID] = []
+        seen: set[uuid.UUID] = set()
+        current: uuid.UUID | None = leaf if leaf is not None else rows[-1][0]
+        while current is not None and current not in seen:
             path.append(current)
+            seen.add(current)
             current = parents.get(current)
         path.reverse()
         return path

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+import time
+import uuid
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from conversations.events import conversation_payload, publish_on_commit
-from conversations.models import Conversation
+from conversations.events import conversation_payload, publish, publish_on_commit, reply_final
+from conversations.models import Conversation, Message, UsageEvent
 
 TITLE_MAX_CHARS = 200
 
@@ -43,3 +50,258 @@ def conversation_update(
 def conversation_delete(*, conversation: Conversation) -> None:
     """Delete a conversation and its messages; its usage events stay in the ledger."""
     conversation.delete()
+
+
+# --- replies ---------------------------------------------------------------
+
+
+class SendRefused(Exception):
+    """A frame the rules refuse; `code` goes to the client in an `error` frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ReplyStart:
+    """The rows a send, edit or regenerate produced (or found, for a resend)."""
+
+    user_message: Message | None
+    reply: Message | None
+    created: bool
+
+
+def check_can_generate(*, user, conversation: Conversation) -> None:
+    """Rate limit, concurrent replies, daily token budget and one reply at a time.
+
+    The rate limit counts in the cache (Redis when configured), so it holds
+    across processes; the others read the database.
+    """
+    minute = int(time.time() // 60)
+    key = f"ratelimit:send:{user.pk}:{minute}"
+    cache.add(key, 0, timeout=120)
+    try:
+        sends = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=120)
+        sends = 1
+    if sends > settings.CHAT_MESSAGES_PER_MINUTE:
+        raise SendRefused(
+            "rate_limited", f"At most {settings.CHAT_MESSAGES_PER_MINUTE} messages a minute; wait a moment."
+        )
+    if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+        raise SendRefused("busy", "A reply is still being written in this conversation; stop it or wait.")
+    running = Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).count()
+    if running >= settings.CHAT_CONCURRENT_REPLIES:
+        raise SendRefused("rate_limited", f"At most {settings.CHAT_CONCURRENT_REPLIES} replies at once.")
+    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = UsageEvent.objects.totals_for(user, since=since)
+    if spent["prompt_tokens"] + spent["completion_tokens"] >= settings.CHAT_DAILY_TOKEN_BUDGET:
+        raise SendRefused("quota_exceeded", "You have used today's token budget; it renews at midnight UTC.")
+
+
+def _start_reply(*, conversation: Conversation, parent: Message, worker: str) -> Message:
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                parent=parent,
+                model=conversation.model,
+                worker=worker,
+                heartbeat_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+    except IntegrityError as exc:  # the database holds one streaming reply per conversation
+        raise SendRefused("busy", "A reply is still being written in this conversation.") from exc
+
+
+def _existing_send(conversation: Conversation, client_id: uuid.UUID) -> ReplyStart | None:
+    user_message = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    if user_message is None:
+        return None
+    reply = user_message.children.filter(role=Message.Role.ASSISTANT).order_by("-created_at").first()
+    return ReplyStart(user_message=user_message, reply=reply, created=False)
+
+
+def message_send(
+    *, conversation: Conversation, user, content: str, client_id: uuid.UUID, worker: str
+) -> ReplyStart:
+    """Store the user's message and a `streaming` reply; idempotent on client_id."""
+    existing = _existing_send(conversation, client_id)
+    if existing is not None:
+        return existing
+    check_can_generate(user=user, conversation=conversation)
+    visible = conversation.visible_message_ids()
+    try:
+        with transaction.atomic():
+            user_message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=content,
+                client_id=client_id,
+                parent_id=visible[-1] if visible else None,
+            )
+            reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
+            conversation.touch()
+            _announce(conversation, user_message, reply)
+    except IntegrityError:  # the same client_id raced in from another tab
+        existing = _existing_send(conversation, client_id)
+        if existing is None:
+            raise
+        return existing
+    return ReplyStart(user_message=user_message, reply=reply, created=True)
+
+
+@transaction.atomic
+def message_regenerate(*, conversation: Conversation, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
+    """A new reply to the same user message: a sibling branch; the old reply stays."""
+    target = Message.objects.filter(
+        conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT
+    ).first()
+    if target is None or target.parent_id is None:
+        raise SendRefused("not_found", "No such reply in this conversation.")
+    check_can_generate(user=user, conversation=conversation)
+    reply = _start_reply(conversation=conversation, parent=target.parent, worker=worker)
+    conversation.touch()
+    _announce(conversation, None, reply)
+    return ReplyStart(user_message=target.parent, reply=reply, created=True)
+
+
+def message_edit(
+    *,
+    conversation: Conversation,
+    user,
+    message_id: uuid.UUID,
+    content: str,
+    client_id: uuid.UUID,
+    worker: str,
+) -> ReplyStart:
+    """Edit and resend: a new user message beside the old one (a new branch), and its reply."""
+    existing = _existing_send(conversation, client_id)
+    if existing is not None:
+        return existing
+    target = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.USER).first()
+    if target is None:
+        raise SendRefused("not_found", "No such message in this conversation.")
+    check_can_generate(user=user, conversation=conversation)
+    with transaction.atomic():
+        user_message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=content,
+            client_id=client_id,
+            parent_id=target.parent_id,
+        )
+        reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
+        conversation.touch()
+        _announce(conversation, user_message, reply)
+    return ReplyStart(user_message=user_message, reply=reply, created=True)
+
+
+def _announce(conversation: Conversation, user_message: Message | None, reply: Message) -> None:
+    for message in (user_message, reply):
+        if message is not None:
+            publish_on_commit(conversation.id, "message.created", message=message.to_wire())
+
+
+def reply_history(*, reply: Message) -> list[Message]:
+    """The branch a reply answers, oldest first, without the reply itself."""
+    ids = reply.conversation.visible_message_ids(leaf=reply.parent_id)
+    by_id = Message.objects.in_bulk(ids)
+    return [by_id[i] for i in ids if i in by_id and by_id[i].content and by_id[i].role != Message.Role.SYSTEM]
+
+
+def reply_checkpoint(*, message_id: uuid.UUID, content: str) -> None:
+    """Save the partial text and prove this process is alive (see interrupt_stale)."""
+    now = timezone.now()
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, heartbeat_at=now, updated_at=now
+    )
+
+
+_OUTCOME_STATUS = {
+    "complete": (Message.Status.COMPLETE, UsageEvent.Status.OK),
+    "cancelled": (Message.Status.CANCELLED, UsageEvent.Status.CANCELLED),
+    "failed": (Message.Status.FAILED, UsageEvent.Status.FAILED),
+}
+
+
+@transaction.atomic
+def reply_finish(
+    *,
+    message_id: uuid.UUID,
+    user_id: int,
+    conversation_id: uuid.UUID,
+    outcome: str,
+    content: str,
+    finish_reason: str,
+    error_code: str,
+    error: str,
+    provider: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    ttft_ms: int | None,
+    duration_ms: int,
+) -> Message | None:
+    """Write the final reply and its UsageEvent, once, in one transaction."""
+    status, usage_status = _OUTCOME_STATUS[outcome]
+    now = timezone.now()
+    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content,
+        status=status,
+        finish_reason=finish_reason,
+        error_code=error_code,
+        error=error,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=ttft_ms,
+        duration_ms=duration_ms,
+        worker="",
+        heartbeat_at=None,
+        updated_at=now,
+    )
+    message = Message.objects.filter(pk=message_id).first()
+    conversation_exists = Conversation.objects.filter(pk=conversation_id).exists()
+    UsageEvent.objects.create(
+        user_id=user_id,
+        conversation_id=conversation_id if conversation_exists else None,
+        message=message,
+        provider=provider,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=ttft_ms,
+        duration_ms=duration_ms,
+        status=usage_status,
+        error_code=error_code,
+    )
+    if not updated:
+        # Marked interrupted by a sweep that thought we were dead: say so, keep its state.
+        return message
+    Conversation.objects.filter(pk=conversation_id).update(updated_at=now)
+    return message
+
+
+def conversation_autotitle(*, conversation_id: uuid.UUID, title: str) -> None:
+    """Title a conversation that has none yet; a title the user chose is never replaced."""
+    conversation = Conversation.objects.filter(pk=conversation_id, title="").first()
+    if conversation is None:
+        return
+    conversation_update(conversation=conversation, title=title)
+
+
+def replies_interrupt_stale() -> list[Message]:
+    """Mark replies of dead processes `interrupted` and tell their tabs."""
+    messages = Message.objects.interrupt_stale()
+    for message in messages:
+        event_type, payload = reply_final(message)
+        async_to_sync(publish)(message.conversation_id, event_type, **payload)
+    return messages

@@ -1,0 +1,330 @@
+"""The generation pipeline: one reply streamed from the provider to every tab.
+
+A `Generation` is owned by the server process (see worker.py), never by a
+socket: closing the browser does not stop it; `stop()` does, from any tab on
+any process, and closing the provider's stream stops the model itself.
+
+Per reply it writes the database a handful of times: the row is created
+`streaming` by the services, the text is checkpointed about once a second
+(with a heartbeat for crash recovery), and the final row and one UsageEvent
+are written once at the end. Tokens are coalesced into one `message.delta`
+frame per flush interval, each carrying only the new text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from conversations import events, services
+from conversations.llm.base import ChatMessage, LLMError, LLMProvider
+from conversations.llm.context import build_context
+from conversations.rendering import render_markdown, stable_prefix_length
+from ops import metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyJob:
+    """What a generation needs to know about its reply, read once before it starts."""
+
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_id: int
+    model: str
+    system_prompt: str
+    history: tuple[ChatMessage, ...]
+    first_exchange: bool
+
+
+class Generation:
+    def __init__(self, job: ReplyJob, provider: LLMProvider) -> None:
+        self.job = job
+        self.provider = provider
+        self.task: asyncio.Task | None = None
+        self._parts: list[str] = []  # everything received
+        self._length = 0
+        self._flushed = 0  # characters already sent as deltas
+        self._pending: list[str] = []  # received, not yet sent
+        self._tail = ""  # text after the last finished markdown block
+        self._stable = 0  # length of the finished markdown blocks
+        self._wake = asyncio.Event()
+        self._done = False
+        self._last_flush = float("-inf")
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing: asyncio.Task | None = None
+        self._send_lock = asyncio.Lock()
+        self.started = time.monotonic()
+        self.first_token_at: float | None = None
+        self.stopped = False
+        self._streaming = True  # False once the reply is being finished: too late to stop
+
+    @property
+    def message_id(self) -> str:
+        return str(self.job.message_id)
+
+    def content(self) -> str:
+        return "".join(self._parts)
+
+    # --- control -----------------------------------------------------------
+
+    def start(self) -> asyncio.Task:
+        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"generation-{self.message_id}")
+        return self.task
+
+    def stop(self) -> None:
+        """Stop the reply; the partial text is kept as a `cancelled` reply."""
+        if self.task is not None and self._streaming and not self.stopped:
+            self.stopped = True
+            self.task.cancel()
+
+    async def send_sync(self, reply_channel: str, offset: int) -> None:
+        """Answer a `sync` from a socket on any process: what it misses of the
+        text sent so far (what is still pending follows in the next delta)."""
+        async with self._send_lock:
+            sent = self.content()[: self._flushed]
+            layer = get_channel_layer()
+            offset = max(0, min(offset, len(sent)))
+            if self._stable:
+                await layer.send(
+                    reply_channel,
+                    events.envelope(
+                        "message.blocks",
+                        message_id=self.message_id,
+                        start=0,
+                        end=self._stable,
+                        html=render_markdown(sent[: self._stable]),
+                    ),
+                )
+            await layer.send(
+                reply_channel,
+                events.envelope(
+                    "message.delta", message_id=self.message_id, offset=offset, text=sent[offset:]
+                ),
+            )
+
+    # --- the run -----------------------------------------------------------
+
+    async def run(self) -> None:
+        metrics.GENERATIONS_IN_FLIGHT.inc()
+        structlog.contextvars.bind_contextvars(
+            user_id=self.job.user_id,
+            conversation_id=str(self.job.conversation_id),
+            message_id=self.message_id,
+        )
+        pump = asyncio.get_running_loop().create_task(self._pump())
+        stream = None
+        outcome, error = "complete", None
+        try:
+            messages = build_context(
+                provider=self.provider, system_prompt=self.job.system_prompt, history=list(self.job.history)
+            )
+            stream = self.provider.stream(messages, model=self.job.model or None)
+            async for text in stream:
+                if self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
+                self._parts.append(text)
+                self._pending.append(text)
+                self._length += len(text)
+                self._wake.set()
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        except LLMError as exc:
+            outcome, error = "failed", exc
+        except Exception as exc:  # a bug or an unexpected provider failure: still a clear reply state
+            log.exception("generation_crashed")
+            outcome, error = "failed", LLMError(f"Unexpected error: {type(exc).__name__}")
+        finally:
+            self._streaming = False
+            if stream is not None:
+                await asyncio.shield(stream.aclose())
+        try:
+            self._done = True
+            self._wake.set()
+            await pump
+            await self._finish(outcome, error, stream)
+        finally:
+            metrics.GENERATIONS_IN_FLIGHT.dec()
+            structlog.contextvars.unbind_contextvars("user_id", "conversation_id", "message_id")
+
+    async def _pump(self) -> None:
+        """Send pending text at most once per flush interval; checkpoint about once a second."""
+        interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
+        checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=checkpoint_every)
+            self._wake.clear()
+            delay = self._last_flush + interval - time.monotonic()
+            if delay > 0 and not self._done:
+                await asyncio.sleep(delay)
+            if self._pending:
+                await self._flush()
+            if time.monotonic() - self._last_checkpoint >= checkpoint_every and not self._done:
+                self._checkpoint_soon()
+            if self._done and not self._pending:
+                break
+        if self._checkpointing is not None:
+            await self._checkpointing
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+            offset = self._flushed
+            self._flushed += len(text)
+            self._last_flush = time.monotonic()
+            await events.publish(
+                self.job.conversation_id,
+                "message.delta",
+                message_id=self.message_id,
+                offset=offset,
+                text=text,
+            )
+            await self._publish_finished_blocks(text)
+
+    async def _publish_finished_blocks(self, text: str) -> None:
+        # Only the new text is scanned and rendered: nothing here grows with the reply.
+        self._tail += text
+        finished = stable_prefix_length(self._tail)
+        if not finished:
+            return
+        block, self._tail = self._tail[:finished], self._tail[finished:]
+        start, self._stable = self._stable, self._stable + finished
+        await events.publish(
+            self.job.conversation_id,
+            "message.blocks",
+            message_id=self.message_id,
+            start=start,
+            end=self._stable,
+            html=render_markdown(block),
+        )
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing = asyncio.get_running_loop().create_task(
+            database_sync_to_async(services.reply_checkpoint)(
+                message_id=self.job.message_id, content=self.content()
+            )
+        )
+
+    async def _finish(self, outcome: str, error: LLMError | None, stream) -> None:
+        finished = time.monotonic()
+        content = self.content()
+        result = stream.result if stream is not None else None
+        usage = result.usage if result is not None else None
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        if completion_tokens == 0 and content:
+            completion_tokens = self.provider.count_tokens(content)
+        ttft_ms = round((self.first_token_at - self.started) * 1000) if self.first_token_at else None
+        duration_ms = round((finished - self.started) * 1000)
+        finish_reason = {"cancelled": "stopped", "failed": "error"}.get(outcome) or (
+            (result.finish_reason if result else "") or "stop"
+        )
+        message = await database_sync_to_async(services.reply_finish)(
+            message_id=self.job.message_id,
+            user_id=self.job.user_id,
+            conversation_id=self.job.conversation_id,
+            outcome=outcome,
+            content=content,
+            finish_reason=finish_reason,
+            error_code=error.code if error else "",
+            error=error.message if error else "",
+            provider=self.provider.name,
+            model=self.job.model or self.provider.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+        )
+        if message is None:  # the row vanished (conversation deleted mid-reply)
+            return
+        event_type, payload = events.reply_final(message)
+        await events.publish(self.job.conversation_id, event_type, **payload)
+        self._record(outcome, error, prompt_tokens, completion_tokens, ttft_ms, duration_ms, finished)
+        if self.job.first_exchange and outcome == "complete":
+            await self._title()
+
+    def _record(
+        self, outcome, error, prompt_tokens, completion_tokens, ttft_ms, duration_ms, finished
+    ) -> None:
+        provider = self.provider.name
+        metrics.GENERATIONS.labels(provider=provider, outcome=outcome).inc()
+        metrics.TOKENS.labels(provider=provider, direction="in").inc(prompt_tokens)
+        metrics.TOKENS.labels(provider=provider, direction="out").inc(completion_tokens)
+        if self.first_token_at is not None:
+            metrics.TTFT.labels(provider=provider).observe(self.first_token_at - self.started)
+            if completion_tokens > 1:
+                metrics.TPOT.labels(provider=provider).observe(
+                    (finished - self.first_token_at) / (completion_tokens - 1)
+                )
+        if error is not None:
+            metrics.PROVIDER_ERRORS.labels(provider=provider, code=error.code).inc()
+        log.info(
+            "generation_finished",
+            provider=provider,
+            model=self.job.model or self.provider.model,
+            outcome=outcome,
+            error_code=error.code if error else None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+        )
+
+    async def _title(self) -> None:
+        """After the first exchange: a short title from the model, else the first words."""
+        first_user = next((m.content for m in self.job.history if m.role == "user"), "")
+        title = ""
+        if settings.CHAT_TITLE_FROM_MODEL:
+            title = await title_from_model(self.provider, first_user)
+        await database_sync_to_async(services.conversation_autotitle)(
+            conversation_id=self.job.conversation_id, title=title or title_from_text(first_user)
+        )
+
+
+TITLE_PROMPT = (
+    "Write a title of at most six words for a conversation that starts with the message below. "
+    "Answer with the title only, no quotes.\n\n"
+)
+
+
+async def title_from_model(provider: LLMProvider, first_message: str) -> str:
+    stream = provider.stream(
+        [ChatMessage(role="user", content=TITLE_PROMPT + first_message[:2000])], max_tokens=16
+    )
+    parts: list[str] = []
+    try:
+        async with asyncio.timeout(10):
+            async for text in stream:
+                parts.append(text)
+    except (LLMError, TimeoutError):
+        return ""
+    finally:
+        await stream.aclose()
+    return clean_title("".join(parts))
+
+
+def clean_title(text: str) -> str:
+    line = next((line for line in text.strip().splitlines() if line.strip()), "")
+    line = line.strip().strip("\"'*#` ").removeprefix("Title:").strip()
+    words = line.split()
+    return " ".join(words[:8])[:80]
+
+
+def title_from_text(text: str) -> str:
+    words = text.split()
+    title = " ".join(words[:6])
+    return (title[:77] + "...") if len(title) > 80 else (title or "New conversation")
