@@ -30,3 +30,12 @@ def postgres_url() -> str:
     url = os.environ.get("DATABASE_URL", "")
     require_service("PostgreSQL (DATABASE_URL)", url.startswith("postgres"))
     return url
+
+
+@pytest.fixture
+def live_database_url(postgres_url, transactional_db) -> str:
+    """The test database as a URL, for server processes started by a test (rows must be committed)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import logging.config
 
 import structlog
@@ -12,6 +13,23 @@ _SHARED = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+def _daphne_access_entry(self, host, date, request, status=None, length=None, ident=None, user=None) -> None:
+    structlog.get_logger("daphne.access").info(
+        "daphne_access", client=host, request=request, status=status, length=length
+    )
+
+
+def route_daphne_access_log() -> None:
+    """Daphne writes its access log (HTTP lines and WebSocket connects) straight to
+    a stream in NCSA format; send each entry through the formatter instead, so a
+    JSON deployment has no line that is not JSON."""
+    try:
+        from daphne.access import AccessLogGenerator
+    except ImportError:  # daphne is optional for management commands
+        return
+    AccessLogGenerator.write_entry = _daphne_access_entry
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
@@ -53,6 +71,8 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
             },
         }
     )
+    logging.captureWarnings(True)  # warnings become log lines too
+    route_daphne_access_log()
     structlog.configure(
         processors=[
             *_SHARED,

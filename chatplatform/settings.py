@@ -7,6 +7,7 @@ nothing set: SQLite, the in-memory channel layer and local-memory cache.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -187,6 +188,8 @@ STORAGES = {
 }
 # Outside production daphne serves static files straight from static/ (no collectstatic).
 WHITENOISE_USE_FINDERS = not PRODUCTION
+# Before collectstatic there is no STATIC_ROOT; the finders serve static/ meanwhile.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 WHITENOISE_AUTOREFRESH = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1_048_576
 

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.events import conversation_payload, publish, publish_on_commit, reply_final
+from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, UsageEvent
 
 TITLE_MAX_CHARS = 200
@@ -79,6 +80,8 @@ def check_can_generate(*, user, conversation: Conversation) -> None:
     The rate limit counts in the cache (Redis when configured), so it holds
     across processes; the others read the database.
     """
+    if get_provider() is None:
+        raise SendRefused("no_model", provider_status()["reason"] or "No model is configured.")
     minute = int(time.time() // 60)
     key = f"ratelimit:send:{user.pk}:{minute}"
     cache.add(key, 0, timeout=120)

@@ -30,7 +30,9 @@ async def check_database() -> dict:
 
 async def check_channel_layer() -> dict:
     layer = get_channel_layer()
-    channel = await layer.new_channel("health.")
+    # The default prefix: channels-redis serves all of a process's own channels
+    # through one receive loop, which only reads channels of one prefix.
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "health.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "health.ping":
@@ -39,11 +41,11 @@ async def check_channel_layer() -> dict:
 
 
 async def check_provider() -> dict:
-    from conversations.llm import get_provider
+    from conversations.llm import get_provider, provider_status
 
-    provider = get_provider()
+    provider = await sync_to_async(get_provider)()  # the first call may ask the endpoint for its model
     if provider is None:
-        raise RuntimeError("no model is configured: set LLM_BASE_URL or install the local model")
+        raise RuntimeError(provider_status()["reason"])
     await provider.health()
     return {"provider": provider.name, "model": provider.model}
 

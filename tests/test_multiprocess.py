@@ -12,7 +12,6 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.test import Client
 
 from conversations.models import Conversation, Message
@@ -22,10 +21,9 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def server_env(postgres_url, redis_url) -> dict[str, str]:
-    db = connection.settings_dict
+def server_env(live_database_url, redis_url) -> dict[str, str]:
     return {
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": live_database_url,
         "REDIS_URL": redis_url,
         "APP_ENV": "test",
         "LLM_PROVIDER": "fake",
