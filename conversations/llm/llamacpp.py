@@ -309,7 +309,7 @@ class LlamaCppStream(IteratorStream):
             if future.running():
                 # The worker stops at its next token; wait for it so that, once the
                 # stream is closed, the model is free and usage is final.
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), 1.0)
 
     def _work(self, emit: Any) -> None:
