@@ -55,3 +55,10 @@ def django_db_setup(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Browser tests last: Playwright's sync API keeps an event loop running in the
+    main thread while its browser is open, which no asyncio test can share."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None or "/browser/" in item.nodeid)
