@@ -276,9 +276,19 @@ class LlamaCppStream(IteratorStream):
         #: time.monotonic() when the worker started and when it let go of the model.
         self.worker_started_at: float | None = None
         self.worker_stopped_at: float | None = None
+        #: Tokens the model produced, and how many it had when the stop was asked for.
+        self.generated = 0
+        self.generated_at_stop: int | None = None
+
+    def _request_stop(self) -> None:
+        # Flag first, count second: the worker counts a token and then checks the flag,
+        # so at most one token is counted after `generated_at_stop`.
+        if self.generated_at_stop is None:
+            self._stop.set()
+            self.generated_at_stop = self.generated
 
     def _interrupt(self) -> None:
-        self._stop.set()
+        self._request_stop()
         if self._queue is not None:
             self._queue.put_nowait(("interrupt", None))
 
@@ -304,7 +314,7 @@ class LlamaCppStream(IteratorStream):
                 else:  # "done" or "interrupt"
                     return
         finally:
-            self._stop.set()
+            self._request_stop()
             self.provider.withdraw(future)
             if future.running():
                 # The worker stops at its next token; wait for it so that, once the
@@ -335,10 +345,12 @@ class LlamaCppStream(IteratorStream):
             )
             try:
                 for chunk in chunks:
-                    if self._stop.is_set():
-                        break
                     choice = chunk["choices"][0]
                     text = choice.get("delta", {}).get("content")
+                    if text:
+                        self.generated += 1
+                    if self._stop.is_set():
+                        break
                     if text:
                         parts.append(text)
                         emit("delta", text)

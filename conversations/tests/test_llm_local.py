@@ -9,7 +9,6 @@ timing assertions are in tokens, not milliseconds, for the same reason.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 import pytest
@@ -32,11 +31,13 @@ def ask(text: str) -> list[ChatMessage]:
     return [ChatMessage(role="user", content=text)]
 
 
-def one_token(arrivals: list[tuple[float, str]]) -> float:
-    """About one token here and now, with room for a busy runner: the 50 ms budget, or three of
-    the longest gaps seen (the remaining reply would take a hundred)."""
-    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(arrivals)]
-    return max([0.05, *(3 * gap for gap in gaps)])
+async def worker_let_go(stream) -> None:
+    """Wait (up to 10 s on a very busy runner) until the worker thread has left the model."""
+    for _ in range(1000):
+        if stream.worker_stopped_at is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the worker is still generating 10 s after the stop")
 
 
 async def test_the_local_model_streams_a_non_empty_reply_in_several_deltas(local):
@@ -100,13 +101,14 @@ async def test_stop_ends_generation_within_one_token_and_the_next_request_starts
     await asyncio.sleep(0.02)
     assert local.queue_depth == 1  # the second waits its turn
 
-    stopped = time.monotonic()
     await first.aclose()
+    await worker_let_go(first)
 
-    assert first.worker_stopped_at - stopped <= one_token(first_seen)
+    # The model produced at most the token it was computing when asked to stop.
+    assert first.generated - first.generated_at_stop <= 1
     await asyncio.wait_for(first_task, 1.0)
-    await asyncio.wait_for(second_task, 10.0)
-    assert second.worker_started_at - stopped <= one_token(first_seen)
+    await asyncio.wait_for(second_task, 30.0)
+    assert 0 <= second.worker_started_at - first.worker_stopped_at < 1.0
     assert second_seen
     assert local.queue_depth == 0
     assert 6 <= len(first_seen) < 200
@@ -126,13 +128,12 @@ async def test_cancelling_the_consuming_task_ends_the_model_loop(local):
             break
         await asyncio.sleep(0.01)
 
-    cancelled = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await worker_let_go(stream)
 
-    assert stream.worker_stopped_at is not None
-    assert stream.worker_stopped_at - cancelled <= one_token(seen)
+    assert stream.generated - stream.generated_at_stop <= 1
     assert stream.result.usage.completion_tokens < 200
 
 
