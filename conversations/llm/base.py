@@ -149,7 +149,7 @@ class IteratorStream(Stream):
         if self.closed:
             return
         self.closed = True
-        if not self.result.finish_reason:
+        if not self.result.finish_reason and not self._finished.is_set():
             self.result.finish_reason = "cancelled"
         generator = self._generator
         if generator is None:
