@@ -262,7 +262,8 @@ async def test_aclose_from_another_task_ends_the_iteration_and_the_connection(se
     record = server.last_completion()
     await wait_until(lambda: record.closed_by_client_at is not None)
     assert record.closed_by_client_at - closed < 1.0
-    assert 2 <= len(received) < 200
+    # The server had sent two tokens; the second may still be in flight when we close.
+    assert 1 <= len(received) < 200
     assert stream.result.finish_reason == "cancelled"
 
 
