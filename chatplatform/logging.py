@@ -67,6 +67,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
                 "django.channels.server": {"level": level, "handlers": [], "propagate": True},
                 "daphne": {"level": level, "handlers": [], "propagate": True},
                 "httpx": {"level": "WARNING"},
+                "httpx2": {"level": "WARNING"},  # the openai SDK's client logs every request at INFO
                 "openai": {"level": "WARNING"},
             },
         }

@@ -14,6 +14,7 @@ import contextlib
 import weakref
 
 import structlog
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -41,7 +42,11 @@ class Worker:
             # process-local channel through one shared receive loop per prefix.
             self.channel = await layer.new_channel()
             loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._listen()), loop.create_task(self._sweep())]
+            self._tasks = [
+                loop.create_task(self._listen()),
+                loop.create_task(self._sweep()),
+                loop.create_task(self._warm_up()),
+            ]
             self._ready.set_result(self.channel)
             log.info("worker_started", channel=self.channel)
         return await asyncio.shield(self._ready)
@@ -96,6 +101,15 @@ class Worker:
             elif request["type"] == "generation.sync":
                 with contextlib.suppress(Exception):
                     await generation.send_sync(request["reply"], int(request["offset"]))
+
+    async def _warm_up(self) -> None:
+        """Load the local model now rather than on the first person's reply."""
+        try:
+            provider = await sync_to_async(get_provider)()
+            if provider is not None:
+                await provider.warm_up()
+        except Exception:  # a provider that cannot start says so on /health/deps and per reply
+            log.warning("provider_warm_up_failed", exc_info=True)
 
     async def _sweep(self) -> None:
         """Now (start-up) and periodically: replies whose process died become `interrupted`."""
