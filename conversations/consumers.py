@@ -97,7 +97,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             raise FrameError("too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES} bytes.")
         try:
             frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise FrameError("bad_json", "The frame is not valid JSON.") from exc
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise FrameError("invalid", 'A frame is a JSON object with a string "type".')

@@ -1,0 +1,197 @@
+"""Bad frames: every one gets an `error` frame with a code, nothing is half-stored, the socket
+keeps working and other people's sockets do not notice.
+
+Single refused frames of each documented kind are in conversations/tests/test_consumer.py;
+this module adds floods, binary frames, deeply nested JSON, wrong types of every field,
+Unicode edge cases and hostile provider output, on the real ASGI application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+
+from conversations.models import Message, UsageEvent
+from conversations.tests.conftest import make_conversation, open_socket
+from tests.security.conftest import make_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
+
+db = database_sync_to_async
+
+
+async def chat_of(username: str):
+    user = await db(make_user)(username)
+    conversation = await db(make_conversation)(user)
+    socket, (ok, code) = await open_socket(user, conversation.id)
+    assert ok, code
+    return user, conversation, socket
+
+
+def send(content, client_id: str | None = None, **extra) -> dict:
+    return {"type": "message.send", "content": content, "client_id": client_id or str(uuid.uuid4()), **extra}
+
+
+async def stored(conversation) -> list[tuple[str, str]]:
+    rows = Message.objects.filter(conversation=conversation).order_by("created_at")
+    return await db(lambda: [(m.role, m.status) for m in rows])()
+
+
+async def still_chats(socket, conversation, content: str = "still there?") -> dict:
+    """The socket answers a plain send with a complete reply."""
+    await socket.send(send(content))
+    final = await socket.receive_until("message.completed", timeout=10)
+    assert final["status"] == "complete"
+    return final
+
+
+# --- floods ---------------------------------------------------------------------------
+
+
+async def test_a_flood_of_sends_gets_one_answer_each_and_stores_exactly_one_exchange(fake_llm):
+    fake_llm.LLM_FAKE_TOKENS = 200  # one second of reply: every other send meets it running
+    fake_llm.LLM_FAKE_TOKENS_PER_SECOND = 200
+    _, conversation, socket = await chat_of("flooder")
+    client_ids = [str(uuid.uuid4()) for _ in range(60)]
+    for client_id in client_ids:
+        await socket.send(send("hello again", client_id))
+
+    answered: dict[str, str] = {}
+    async with asyncio.timeout(15):
+        while len(answered) < len(client_ids):
+            frame = await socket.receive(timeout=10)
+            if frame["type"] == "error":
+                answered[frame["client_id"]] = frame["code"]
+            elif frame["type"] == "message.created" and frame["message"]["client_id"]:
+                answered[frame["message"]["client_id"]] = "accepted"
+
+    assert list(answered.values()).count("accepted") == 1
+    assert answered[client_ids[0]] == "accepted"
+    assert set(answered.values()) <= {"accepted", "busy", "rate_limited"}
+    final = await socket.receive_until("message.completed", timeout=10)
+    assert final["status"] == "complete"
+    assert await stored(conversation) == [("user", "complete"), ("assistant", "complete")]
+    assert await db(UsageEvent.objects.count)() == 1
+
+
+async def test_a_flood_of_malformed_frames_gets_an_error_each_and_the_socket_still_chats():
+    _, conversation, socket = await chat_of("junk")
+    junk = [
+        "{not json",
+        "[]",
+        '{"type": 1}',
+        '{"type": "nope"}',
+        json.dumps(send(None)),
+        json.dumps(send("   ")),
+        json.dumps({"type": "sync", "message_id": "x"}),
+    ]
+    frames = [junk[i % len(junk)] for i in range(700)]
+    for frame in frames:
+        await socket.send(frame)
+    codes = [(await socket.receive())["code"] for _ in frames]
+    assert codes == [
+        {
+            0: "bad_json",
+            1: "invalid",
+            2: "invalid",
+            3: "unknown_type",
+            4: "invalid",
+            5: "empty",
+            6: "invalid",
+        }[i % len(junk)]
+        for i in range(len(frames))
+    ]
+    assert await stored(conversation) == []
+    await still_chats(socket, conversation)
+
+
+async def test_another_users_socket_streams_undisturbed_through_a_flood(fake_llm):
+    fake_llm.LLM_FAKE_TOKENS = 60
+    fake_llm.LLM_FAKE_TOKENS_PER_SECOND = 300
+    _, bob_chat, bob = await chat_of("bob")
+    _, _, mallory = await chat_of("mallory")
+
+    async def flood() -> None:
+        for i in range(400):
+            await mallory.send("{not json" if i % 2 else json.dumps(send("")))
+
+    await bob.send(send("a normal question"))
+    flooding = asyncio.create_task(flood())
+    final = await bob.receive_until("message.completed", timeout=10)
+    await flooding
+
+    assert final["status"] == "complete"
+    assert final["usage"]["completion_tokens"] == 60
+    assert not [f for f in bob.frames if f["type"] == "error"]
+    assert {f.get("message_id") or f.get("message", {}).get("id") for f in bob.frames} <= {
+        str(m) for m in await db(lambda: list(bob_chat.messages.values_list("id", flat=True)))()
+    }
+
+
+# --- binary frames, nesting, wrong types ------------------------------------------------
+
+
+async def test_binary_garbage_is_refused_as_bad_json_and_the_socket_still_chats():
+    _, conversation, socket = await chat_of("binary")
+    await socket.communicator.send_to(bytes_data=b"\xff\xfe\x00\x80garbage")
+    assert (await socket.receive())["code"] == "bad_json"
+    assert await stored(conversation) == []
+    await still_chats(socket, conversation)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"type": "message.send", "content": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
+    ],
+    ids=["nested-arrays", "nested-content"],
+)
+async def test_deeply_nested_json_is_refused_and_the_socket_still_chats(frame):
+    _, conversation, socket = await chat_of("nested")
+    await socket.send(frame)
+    error = await socket.receive()
+    assert error["type"] == "error"
+    assert error["code"] in {"bad_json", "invalid"}
+    assert await stored(conversation) == []
+    await still_chats(socket, conversation)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ('{"type": 5}', "invalid"),
+        ('{"type": null}', "invalid"),
+        ('{"type": {"nested": "message.send"}}', "invalid"),
+        ("42", "invalid"),
+        ('"message.send"', "invalid"),
+        ("null", "invalid"),
+        (json.dumps({"type": "x" * 100_000}), "unknown_type"),
+        (json.dumps(send(["a", "list"])), "invalid"),
+        (json.dumps(send({"text": "an object"})), "invalid"),
+        (json.dumps(send(True)), "invalid"),
+        (json.dumps(send("\u00a0\u3000\u2028\t")), "empty"),
+        (json.dumps({"type": "message.send", "content": "hi", "client_id": 12345}), "invalid"),
+        (json.dumps({"type": "message.send", "content": "hi", "client_id": None}), "invalid"),
+        (json.dumps({"type": "message.edit", "message_id": str(uuid.uuid4())}), "invalid"),
+        (json.dumps({"type": "message.edit", "content": "x", "message_id": 7}), "invalid"),
+        (json.dumps({"type": "message.regenerate"}), "invalid"),
+        (json.dumps({"type": "sync", "message_id": str(uuid.uuid4()), "offset": "3"}), "invalid"),
+        (json.dumps({"type": "sync", "message_id": str(uuid.uuid4()), "offset": 1.5}), "invalid"),
+        (json.dumps({"type": "sync", "message_id": str(uuid.uuid4()), "offset": True}), "invalid"),
+        (json.dumps({"type": "sync", "message_id": str(uuid.uuid4()), "offset": 10**30}), "not_found"),
+        (json.dumps({"type": "sync", "message_id": None, "offset": 0}), "invalid"),
+    ],
+)
+async def test_a_field_of_the_wrong_type_is_refused_with_its_code_and_nothing_is_stored(frame, code):
+    _, conversation, socket = await chat_of("types")
+    await socket.send(frame)
+    error = await socket.receive()
+    assert (error["type"], error["code"]) == ("error", code)
+    assert len(error["message"]) < 200  # an echo of a huge field is not sent back
+    assert await stored(conversation) == []
+    await socket.send('{"type": "generation.stop"}')  # still listening: stop with nothing running is ignored
