@@ -20,7 +20,7 @@ from django.conf import settings
 
 from conversations import events, services
 from conversations.llm.base import ChatMessage
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, is_storable_text
 from conversations.pipeline import ReplyJob
 from conversations.services import ReplyStart, SendRefused
 from conversations.worker import get_worker
@@ -211,6 +211,8 @@ def _content(frame: dict[str, Any]) -> str:
     content = frame.get("content")
     if not isinstance(content, str):
         raise FrameError("invalid", '"content" must be a string.')
+    if not is_storable_text(content):
+        raise FrameError("invalid", '"content" holds a NUL or an unpaired surrogate, which cannot be stored.')
     if not content.strip():
         raise FrameError("empty", "The message is empty.")
     if len(content) > settings.CHAT_MAX_MESSAGE_CHARS:

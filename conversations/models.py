@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -10,6 +11,20 @@ from django.db import models
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+# PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate
+# (which JSON's "\ud800" decodes to): such text is refused from users and
+# replaced in model output before it reaches the database or a socket.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def is_storable_text(text: str) -> bool:
+    return _UNSTORABLE.search(text) is None
+
+
+def storable_text(text: str) -> str:
+    """`text` with every character the database cannot store replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 class Conversation(models.Model):

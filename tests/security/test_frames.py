@@ -195,3 +195,45 @@ async def test_a_field_of_the_wrong_type_is_refused_with_its_code_and_nothing_is
     assert len(error["message"]) < 200  # an echo of a huge field is not sent back
     assert await stored(conversation) == []
     await socket.send('{"type": "generation.stop"}')  # still listening: stop with nothing running is ignored
+    assert await socket.nothing_more()
+
+
+# --- Unicode ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["nul \x00 inside", "lone \ud800 surrogate", "\udfff"],
+    ids=["nul", "lone-surrogate", "only-a-low-surrogate"],
+)
+async def test_text_the_database_cannot_hold_is_refused_not_half_stored(content):
+    _, conversation, socket = await chat_of("unicode")
+    frame = json.dumps(send(content))  # json.dumps escapes them as \u0000 and \ud800
+    await socket.send(frame)
+    error = await socket.receive()
+    assert (error["type"], error["code"]) == ("error", "invalid")
+    assert await stored(conversation) == []
+    await still_chats(socket, conversation)
+
+
+EDGE_TEXT = (
+    "emoji 👩\u200d👩\u200d👧 flags 🇵🇹 astral \U0001d518\U0001d52b\U0001d526 combining e\u0301\u0301 "
+    "rtl \u202eevil\u202c zero\u200bwidth bom \ufeff cjk 漢字 max \U0010fffd"
+)
+
+
+async def test_unicode_edge_cases_round_trip_verbatim_with_code_point_offsets():
+    _, _, socket = await chat_of("edges")
+    await socket.send(send("[[echo]]" + EDGE_TEXT))
+    created = await socket.receive_until("message.created")
+    reply = await socket.receive_until("message.created")
+    final = await socket.receive_until("message.completed")
+    deltas = socket.deltas_for(reply["message"]["id"])
+    text = ""
+    for delta in deltas:
+        assert delta["offset"] == len(text)
+        text += delta["text"]
+    assert text == final["content"] == EDGE_TEXT
+    user_row = await db(Message.objects.get)(pk=created["message"]["id"])
+    reply_row = await db(Message.objects.get)(pk=reply["message"]["id"])
+    assert user_row.content == "[[echo]]" + EDGE_TEXT
