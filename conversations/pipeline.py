@@ -27,6 +27,7 @@ from django.conf import settings
 from conversations import events, services
 from conversations.llm.base import ChatMessage, LLMError, LLMProvider
 from conversations.llm.context import build_context
+from conversations.models import storable_text
 from conversations.rendering import render_markdown, stable_prefix_length
 from ops import metrics
 
@@ -129,7 +130,8 @@ class Generation:
                 provider=self.provider, system_prompt=self.job.system_prompt, history=list(self.job.history)
             )
             stream = self.provider.stream(messages, model=self.job.model or None)
-            async for text in stream:
+            async for raw in stream:
+                text = storable_text(raw)  # model output is untrusted, down to the code point
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
                 self._parts.append(text)

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 
+from conversations.llm.base import IteratorStream, LLMProvider
 from conversations.models import Message, UsageEvent
 from conversations.tests.conftest import make_conversation, open_socket
 from tests.security.conftest import make_user
@@ -237,3 +238,46 @@ async def test_unicode_edge_cases_round_trip_verbatim_with_code_point_offsets():
     user_row = await db(Message.objects.get)(pk=created["message"]["id"])
     reply_row = await db(Message.objects.get)(pk=reply["message"]["id"])
     assert user_row.content == "[[echo]]" + EDGE_TEXT
+    assert reply_row.content == EDGE_TEXT
+
+
+# --- hostile provider output ------------------------------------------------------------
+
+
+class _Scripted(IteratorStream):
+    def __init__(self, parts: list[str]) -> None:
+        super().__init__()
+        self.parts = parts
+
+    async def _generate(self):
+        for part in self.parts:
+            yield part
+        self.result.finish_reason = "stop"
+
+
+class RawOutputProvider(LLMProvider):
+    """A model whose output is exactly `parts` (what an OpenAI-compatible server may send)."""
+
+    name = "fake"
+
+    def __init__(self, parts: list[str]) -> None:
+        super().__init__(model="raw", context_tokens=8192, max_output_tokens=512)
+        self.parts = parts
+
+    def stream(self, messages, *, model=None, max_tokens=None):
+        return _Scripted(self.parts)
+
+
+@pytest.mark.parametrize(
+    "parts", [["before ", "\x00", " after"], ["lone ", "\ud83d", " half"]], ids=["nul", "lone-surrogate"]
+)
+async def test_model_output_the_database_cannot_hold_still_completes_and_is_stored(parts, monkeypatch):
+    monkeypatch.setattr("conversations.worker.get_provider", lambda: RawOutputProvider(parts))
+    _, _, socket = await chat_of("rawmodel")
+    await socket.send(send("say something odd"))
+    final = await socket.receive_until("message.completed", timeout=10)
+    reply = await db(Message.objects.get)(pk=final["message_id"])
+    assert reply.status == "complete"
+    assert reply.content == final["content"]
+    assert reply.content.startswith(parts[0]) and reply.content.endswith(parts[-1])
+    reply.content.encode("utf-8")  # what is stored and sent is valid text
