@@ -9,10 +9,16 @@ console error, uncaught exception or JavaScript dialog.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
+import selectors
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -149,6 +155,111 @@ class Problems:
     def _dialog(self, dialog) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.dismiss()
+
+
+class Cable:
+    """A TCP proxy in front of the server that a test can cut: every open
+    connection is reset and, until `reconnect()`, new ones are refused.
+    (Offline emulation in the browser leaves open WebSockets alone; this does not.)
+
+    One thread with a selector does all the work, so no socket is ever closed
+    while another thread is blocked on it.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.connected = True
+        self.peers: dict[socket.socket, socket.socket] = {}
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        self._ask("cut")
+
+    def reconnect(self) -> None:
+        self._ask("reconnect")
+
+    def close(self) -> None:
+        self._ask("stop")
+        self.thread.join(timeout=5)
+
+    def _ask(self, request: str) -> None:
+        self.done.clear()
+        self.requests.put(request)
+        self.wake_w.send(b"x")
+        self.done.wait(timeout=5)
+
+    def _drop(self, sock: socket.socket) -> None:
+        for one in (sock, self.peers.pop(sock, None)):
+            if one is None:
+                continue
+            self.peers.pop(one, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(one)
+            with contextlib.suppress(OSError):
+                # Zero linger: close() sends a reset, as a dropped network would.
+                one.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            one.close()
+
+    def _run(self) -> None:
+        while True:
+            for key, _ in self.selector.select():
+                sock = key.fileobj
+                if sock is self.wake_r:
+                    sock.recv(64)
+                    while not self.requests.empty():
+                        request = self.requests.get()
+                        if request in ("cut", "stop"):
+                            self.connected = False
+                            for open_socket in list(self.peers):
+                                if open_socket in self.peers:
+                                    self._drop(open_socket)
+                        if request == "reconnect":
+                            self.connected = True
+                        if request == "stop":
+                            self.listener.close()
+                            self.done.set()
+                            return
+                    self.done.set()
+                elif sock is self.listener:
+                    with contextlib.suppress(BlockingIOError):
+                        client, _ = self.listener.accept()
+                        if not self.connected:
+                            client.close()
+                            continue
+                        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                        self.peers[client], self.peers[upstream] = upstream, client
+                        self.selector.register(client, selectors.EVENT_READ)
+                        self.selector.register(upstream, selectors.EVENT_READ)
+                elif sock in self.peers:
+                    try:
+                        data = sock.recv(65536)
+                        if data:
+                            self.peers[sock].sendall(data)
+                            continue
+                    except OSError:
+                        pass
+                    self._drop(sock)
+
+
+@pytest.fixture
+def cable(live: Live) -> Iterator[Cable]:
+    proxy = Cable(live.server.port)
+    yield proxy
+    proxy.close()
 
 
 def sign_up(page: Page, base_url: str, username: str) -> None:

@@ -376,3 +376,34 @@ def test_screenshots_of_the_chat_page(browser, account, live, problems):
                 screenshot(view, f"chat-{name}-{scheme}-sidebar")
             shot.close()
     assert not problems.errors and not problems.dialogs
+
+
+def test_a_cut_connection_mid_reply_reconnects_and_resumes_with_sync(page, cable, problems):
+    problems.allow(r"WebSocket connection to .* failed")
+    new_chat(page, cable.url)
+    prompt = "[[tokens:150]][[slow:20]]keep going while I am away"
+    send(page, prompt)
+    expect(last_reply(page).locator(".message__tail")).not_to_have_text("")
+    cable.cut()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#connection")).to_have_text("Reconnecting…")
+    page.wait_for_timeout(800)  # the reply goes on without us
+    cable.reconnect()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=20_000)
+    reply = wait_reply_done(page)
+    words = reply.locator(".message__body").inner_text().split()
+    assert words == expected_reply(prompt, tokens=FAKE_TOKENS).split()
+
+
+def test_reconnect_delays_grow_exponentially_with_jitter_up_to_a_cap(page, live):
+    page.goto(f"{live.url}/accounts/login/")
+    delays = page.evaluate(
+        """async () => {
+            const { backoffDelay, BACKOFF } = await import("/static/js/socket.js");
+            const low = [0, 1, 2, 3, 10].map((n) => backoffDelay(n, () => 0));
+            const high = [0, 1, 2, 3, 10].map((n) => backoffDelay(n, () => 1));
+            return { low, high, max: BACKOFF.maxMs };
+        }"""
+    )
+    assert delays["low"] == [250, 500, 1000, 2000, delays["max"] // 2]
+    assert delays["high"] == [500, 1000, 2000, 4000, delays["max"]]
