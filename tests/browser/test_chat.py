@@ -213,6 +213,20 @@ def test_rename_and_delete_a_conversation(page, live):
     assert page.context.request.get(url).status == 404
 
 
+def test_model_and_system_prompt_are_saved_without_leaving_the_page(page, live):
+    new_chat(page, live.url)
+    open_options(page)
+    page.get_by_label("Model").select_option("fake-model")
+    page.get_by_label("System prompt").fill("Answer like a pirate.")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-form .form__status")).to_have_text("Saved")
+    wait_connected(page)  # the same page and socket: nothing reloaded
+    page.reload()
+    open_options(page)
+    expect(page.get_by_label("Model")).to_have_value("fake-model")
+    expect(page.get_by_label("System prompt")).to_have_value("Answer like a pirate.")
+
+
 def test_export_downloads_markdown_and_json(page, live):
     new_chat(page, live.url)
     send(page, "[[echo]]an exported answer")
