@@ -71,6 +71,7 @@ def server_env(**overrides: str) -> dict[str, str]:
         "LLM_FAKE_TTFT": "0.01",
         "LLM_FAKE_TOKENS_PER_SECOND": "1000",
         "LLM_FAKE_TOKENS": "20",
+        "LLM_MAX_OUTPUT_TOKENS": "4096",
         "CHAT_TITLE_FROM_MODEL": "false",
         "CHAT_CHECKPOINT_SECONDS": "0.25",
         "LOG_LEVEL": "WARNING",
@@ -81,7 +82,7 @@ def server_env(**overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def live_server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
+def chat_server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
     """One daphne for the module with the scripted model (modules may override this fixture)."""
     with daphne(server_env(), log_dir=tmp_path_factory.mktemp("live"), name="live") as server:
         yield server
