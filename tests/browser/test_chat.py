@@ -48,13 +48,14 @@ def test_sign_up_opens_an_empty_chat(browser, live, problems):
     assert not problems.errors and not problems.dialogs
 
 
-def test_anonymous_visitor_is_sent_to_the_login_page(browser, live):
+def test_anonymous_visitor_is_sent_to_the_login_page(browser, live, problems):
     context = browser.new_context(viewport=DESKTOP)
-    page = context.new_page()
+    page = problems.watch(context.new_page())
     page.goto(f"{live.url}/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     context.close()
+    assert not problems.errors and not problems.dialogs
 
 
 def test_enter_sends_and_the_reply_streams_then_renders_markdown(page, live):
