@@ -39,9 +39,8 @@ def _request_id(request: HttpRequest) -> str:
     return given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
 
 
-class RequestContextMiddleware:
-    """Bind a request id (taken from X-Request-ID or made) to every log line of
-    the request, echo it back, log one access line and count the request."""
+class HybridMiddleware:
+    """Middleware that runs natively in both sync (tests, WSGI) and async (daphne) stacks."""
 
     sync_capable = True
     async_capable = True
@@ -50,6 +49,11 @@ class RequestContextMiddleware:
         self.get_response = get_response
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
+
+
+class RequestContextMiddleware(HybridMiddleware):
+    """Bind a request id (taken from X-Request-ID or made) to every log line of
+    the request, echo it back, log one access line and count the request."""
 
     def _start(self, request: HttpRequest) -> tuple[str, float]:
         structlog.contextvars.clear_contextvars()
@@ -89,16 +93,8 @@ class RequestContextMiddleware:
         return response
 
 
-class ContentSecurityPolicyMiddleware:
+class ContentSecurityPolicyMiddleware(HybridMiddleware):
     """Set a strict CSP on every response that does not set its own."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
         if iscoroutinefunction(self):

@@ -141,6 +141,24 @@ def message_send(
         return existing
     check_can_generate(user=user, conversation=conversation)
     visible = conversation.visible_message_ids()
+    return _ask(
+        conversation=conversation,
+        content=content,
+        client_id=client_id,
+        parent_id=visible[-1] if visible else None,
+        worker=worker,
+    )
+
+
+def _ask(
+    *,
+    conversation: Conversation,
+    content: str,
+    client_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    worker: str,
+) -> ReplyStart:
+    """The user message and its `streaming` reply, in one transaction, announced after commit."""
     try:
         with transaction.atomic():
             user_message = Message.objects.create(
@@ -148,7 +166,7 @@ def message_send(
                 role=Message.Role.USER,
                 content=content,
                 client_id=client_id,
-                parent_id=visible[-1] if visible else None,
+                parent_id=parent_id,
             )
             reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
             conversation.touch()
@@ -193,18 +211,13 @@ def message_edit(
     if target is None:
         raise SendRefused("not_found", "No such message in this conversation.")
     check_can_generate(user=user, conversation=conversation)
-    with transaction.atomic():
-        user_message = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.USER,
-            content=content,
-            client_id=client_id,
-            parent_id=target.parent_id,
-        )
-        reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
-        conversation.touch()
-        _announce(conversation, user_message, reply)
-    return ReplyStart(user_message=user_message, reply=reply, created=True)
+    return _ask(
+        conversation=conversation,
+        content=content,
+        client_id=client_id,
+        parent_id=target.parent_id,
+        worker=worker,
+    )
 
 
 def _announce(conversation: Conversation, user_message: Message | None, reply: Message) -> None:
