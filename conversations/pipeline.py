@@ -23,6 +23,7 @@ import structlog
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 
 from conversations import events, services
 from conversations.llm.base import ChatMessage, LLMError, LLMProvider
@@ -68,6 +69,7 @@ class Generation:
         self.first_token_at: float | None = None
         self.stopped = False
         self._streaming = True  # False once the reply is being finished: too late to stop
+        self._publish_failed = False  # log a channel-layer outage once, not per frame
 
     @property
     def message_id(self) -> str:
@@ -152,7 +154,10 @@ class Generation:
         try:
             self._done = True
             self._wake.set()
-            await pump
+            try:
+                await pump
+            except Exception:  # whatever went wrong while streaming, the reply is still written
+                log.exception("generation_pump_failed")
             await self._finish(outcome, error, stream)
         finally:
             metrics.GENERATIONS_IN_FLIGHT.dec()
@@ -185,13 +190,7 @@ class Generation:
             offset = self._flushed
             self._flushed += len(text)
             self._last_flush = time.monotonic()
-            await events.publish(
-                self.job.conversation_id,
-                "message.delta",
-                message_id=self.message_id,
-                offset=offset,
-                text=text,
-            )
+            await self._publish("message.delta", message_id=self.message_id, offset=offset, text=text)
             await self._publish_finished_blocks(text)
 
     async def _publish_finished_blocks(self, text: str) -> None:
@@ -202,8 +201,7 @@ class Generation:
             return
         block, self._tail = self._tail[:finished], self._tail[finished:]
         start, self._stable = self._stable, self._stable + finished
-        await events.publish(
-            self.job.conversation_id,
+        await self._publish(
             "message.blocks",
             message_id=self.message_id,
             start=start,
@@ -211,15 +209,35 @@ class Generation:
             html=render_markdown(block),
         )
 
+    async def _publish(self, event_type: str, **payload) -> None:
+        """Send an event to the conversation's tabs, best effort.
+
+        The channel layer (Redis) may be away for a while: the reply goes on
+        and is stored whole; tabs catch up with `sync` when they reconnect.
+        """
+        try:
+            await events.publish(self.job.conversation_id, event_type, **payload)
+        except Exception as exc:
+            if not self._publish_failed:
+                log.warning("generation_publish_failed", event=event_type, error=type(exc).__name__)
+            self._publish_failed = True
+        else:
+            self._publish_failed = False
+
     def _checkpoint_soon(self) -> None:
         if self._checkpointing is not None and not self._checkpointing.done():
             return
         self._last_checkpoint = time.monotonic()
-        self._checkpointing = asyncio.get_running_loop().create_task(
-            database_sync_to_async(services.reply_checkpoint)(
-                message_id=self.job.message_id, content=self.content()
+        self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint(self.content()))
+
+    async def _checkpoint(self, content: str) -> None:
+        try:
+            await database_sync_to_async(services.reply_checkpoint)(
+                message_id=self.job.message_id, content=content
             )
-        )
+        except DatabaseError as exc:
+            # The database is away: the next checkpoint or the final write catches up.
+            log.warning("generation_checkpoint_failed", error=type(exc).__name__)
 
     async def _finish(self, outcome: str, error: LLMError | None, stream) -> None:
         finished = time.monotonic()
@@ -235,7 +253,7 @@ class Generation:
         finish_reason = {"cancelled": "stopped", "failed": "error"}.get(outcome) or (
             (result.finish_reason if result else "") or "stop"
         )
-        message = await database_sync_to_async(services.reply_finish)(
+        message = await self._write_final(
             message_id=self.job.message_id,
             user_id=self.job.user_id,
             conversation_id=self.job.conversation_id,
@@ -254,10 +272,31 @@ class Generation:
         if message is None:  # the row vanished (conversation deleted mid-reply)
             return
         event_type, payload = events.reply_final(message)
-        await events.publish(self.job.conversation_id, event_type, **payload)
+        await self._publish(event_type, **payload)
         self._record(outcome, error, prompt_tokens, completion_tokens, ttft_ms, duration_ms, finished)
         if self.job.first_exchange and outcome == "complete":
-            await self._title()
+            try:
+                await self._title()
+            except Exception:  # a title is a nicety; the reply is already stored
+                log.warning("generation_title_failed", exc_info=True)
+
+    async def _write_final(self, **fields):
+        """reply_finish, retried while the database is away (a restart, a failover).
+
+        Retries stop after CHAT_STALE_AFTER_SECONDS: by then the crash sweep
+        treats the reply as a dead process's and keeps its last checkpoint.
+        """
+        deadline = time.monotonic() + settings.CHAT_STALE_AFTER_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return await database_sync_to_async(services.reply_finish)(**fields)
+            except DatabaseError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("generation_final_write_retry", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _record(
         self, outcome, error, prompt_tokens, completion_tokens, ttft_ms, duration_ms, finished

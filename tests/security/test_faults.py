@@ -24,7 +24,7 @@ from channels.db import database_sync_to_async
 
 from bench.fake_openai_server import ScriptedOpenAIServer, expected_reply
 from conftest import require_service
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, UsageEvent
 from tests.faults import RedisServer, TcpProxy
 from tests.security.conftest import (
     assemble,
@@ -223,6 +223,24 @@ async def test_redis_restarting_is_reported_and_service_comes_back_by_itself(own
         assert [m.status for m in await rows(conversation)] == ["complete"] * 4
 
 
+async def test_redis_going_away_mid_reply_does_not_lose_the_reply(own_redis, tmp_path):
+    env = server_env(REDIS_URL=own_redis.url, LLM_FAKE_TOKENS_PER_SECOND="40", LLM_FAKE_TOKENS="80")
+    with daphne(env, log_dir=tmp_path, name="redis-mid-reply") as server:
+        conversation, cookie = await new_chat()
+        async with await ws_open(server, conversation.id, cookie) as ws:
+            await ws.send(send_frame("a long one"))
+            await recv_until(ws, "message.delta")
+            own_redis.stop()
+            reply_id = (
+                await db(Message.objects.filter(conversation=conversation, role="assistant").get)()
+            ).id
+            reply = await wait_for_row(str(reply_id), until=lambda r: r.status != "streaming", within=10)
+        own_redis.start()
+    assert reply.status == "complete"
+    assert reply.completion_tokens == 80
+    assert reply.content == expected_reply("a long one", tokens=80)
+
+
 # --- the database going away -------------------------------------------------------------
 
 
@@ -274,3 +292,20 @@ async def test_the_database_away_for_a_few_seconds_is_reported_and_service_comes
             ("user", "complete"),
             ("assistant", "complete"),
         ] * 2
+
+
+async def test_a_reply_ending_while_the_database_is_away_is_written_when_it_returns(db_proxy, tmp_path):
+    env = server_env(DATABASE_URL=_through(db_proxy), LLM_FAKE_TOKENS_PER_SECOND="40", LLM_FAKE_TOKENS="60")
+    with daphne(env, log_dir=tmp_path, name="db-mid-reply") as server:
+        conversation, cookie = await new_chat()
+        async with await ws_open(server, conversation.id, cookie) as ws:
+            await ws.send(send_frame("a long one"))
+            await recv_until(ws, "message.delta")
+            with db_proxy.outage():  # checkpoints and the final write (at ~1.5 s) meet a dead database
+                await asyncio.sleep(3)
+            final = await recv_until(ws, "message.completed", timeout=15)
+    assert final["status"] == "complete"
+    reply = await db(Message.objects.get)(pk=final["message_id"])
+    assert (reply.status, reply.content) == ("complete", expected_reply("a long one", tokens=60))
+    assert reply.content == final["content"]
+    assert await db(UsageEvent.objects.filter(message=reply).count)() == 1
