@@ -10,61 +10,32 @@ request, and sockets refuse strangers, foreign origins and other people's ids.
 from __future__ import annotations
 
 import json
-import re
 import uuid
-from dataclasses import dataclass
 
 import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import Permission
-from django.contrib.contenttypes.models import ContentType
 from django.test import Client
-from django.urls import URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from conversations.models import Conversation, Message, UsageEvent
 from conversations.tests.conftest import open_socket
 from tests.security.conftest import close_code, logged_in_client, make_user, session_cookie, ws_open
+from tests.security.routes import (
+    ADMIN_ROUTES,
+    CONVERSATION_ROUTES,
+    ROUTES,
+    admin_object_ids,
+    every_url,
+    object_values,
+)
 
 db = database_sync_to_async
 
 SECRET = "alice-secret-7f3a"
 
 
-@dataclass(frozen=True)
-class Route:
-    path: str  # the route as the resolver spells it, e.g. "c/<uuid:conversation_id>/"
-    namespace: str | None
-    name: str | None
-
-    @property
-    def label(self) -> str:
-        return self.name or self.path
-
-    def url(self, **values: str) -> str:
-        """The route with its parameters filled in (regex routes of the admin by hand)."""
-        path = self.path
-        if path.startswith("admin/^"):
-            path = "admin/" + values.get("app_label", "conversations") + "/"
-        elif path == "admin/(?P<url>.*)$":
-            path = "admin/no-such-page/"
-        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values.get(m.group(1), "1"), path)
-        return "/" + path
-
-
-def _walk(patterns, prefix: str = "", namespace: str | None = None):
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            yield from _walk(
-                pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace
-            )
-        else:
-            yield Route(prefix + str(pattern.pattern), namespace, pattern.name)
-
-
-ROUTES = list(_walk(get_resolver().url_patterns))
-CONVERSATION_ROUTES = [r for r in ROUTES if "<uuid:conversation_id>" in r.path]
-ADMIN_ROUTES = [r for r in ROUTES if r.namespace == "admin"]
 # Every other route, and why it needs no ownership check. A new route must be added here
 # (with its reason) or carry a conversation id and pass the ownership tests below.
 OWNER_FREE_ROUTES = {
@@ -176,19 +147,6 @@ def test_search_never_finds_another_users_conversations(alices_chat):
 # --- CSRF ---------------------------------------------------------------------------------
 
 
-def _state_changing_urls(alices_chat) -> list[tuple[str, str]]:
-    """(label, url) of every route, with real ids so each request reaches its view."""
-    ids = _admin_object_ids(alices_chat)
-    urls = []
-    for route in ROUTES:
-        if route.path == "admin/(?P<url>.*)$":
-            continue
-        urls.append(
-            (route.label, route.url(conversation_id=str(alices_chat.id), **_object_values(route, ids)))
-        )
-    return urls
-
-
 def test_every_state_changing_request_without_a_csrf_token_is_refused(alices_chat):
     admin = make_user("root", is_staff=True, is_superuser=True)
     alices_chat.owner = admin  # the owner and a superuser: nothing else stands in the way
@@ -196,7 +154,7 @@ def test_every_state_changing_request_without_a_csrf_token_is_refused(alices_cha
     client = logged_in_client(admin, enforce_csrf_checks=True)
     before = snapshot(alices_chat)
     refused = {}
-    for label, url in _state_changing_urls(alices_chat):
+    for label, url in every_url(alices_chat):
         for method in ("post", "put", "patch", "delete"):
             refused[f"{method.upper()} {label}"] = getattr(client, method)(url).status_code
     assert {k: v for k, v in refused.items() if v != 403} == {}
@@ -222,26 +180,6 @@ def test_a_form_post_with_a_valid_token_from_a_foreign_origin_is_refused(alices_
 # --- the admin ----------------------------------------------------------------------------
 
 
-def _admin_object_ids(conversation: Conversation) -> dict[str, str]:
-    return {
-        "conversations.conversation": str(conversation.pk),
-        "conversations.message": str(conversation.messages.first().pk),
-        "conversations.usageevent": str(UsageEvent.objects.first().pk),
-        "auth.user": str(conversation.owner.pk),
-        "auth.group": "1",
-    }
-
-
-def _object_values(route: Route, ids: dict[str, str]) -> dict[str, str]:
-    """Parameters for an admin route: an existing object of its model, so the view really runs."""
-    match = re.match(r"admin/(\w+)/(\w+)/", route.path)
-    object_id = ids.get(
-        f"{match.group(1)}.{match.group(2)}" if match else "", ids["conversations.conversation"]
-    )
-    content_type = ContentType.objects.get_for_model(Conversation)
-    return {"object_id": object_id, "id": object_id, "content_type_id": str(content_type.pk)}
-
-
 # Open to everyone: the login form, and logging out (of one's own session).
 ADMIN_LOGIN_ROUTES = {"login", "logout"}
 
@@ -249,12 +187,12 @@ ADMIN_LOGIN_ROUTES = {"login", "logout"}
 @pytest.mark.parametrize("who", ["anonymous", "non-staff"])
 def test_only_staff_reach_any_admin_page(alices_chat, who):
     client = Client() if who == "anonymous" else logged_in_client(make_user("mallory"))
-    ids = _admin_object_ids(alices_chat)
+    ids = admin_object_ids(alices_chat)
     reached = {}
     for route in ADMIN_ROUTES:
         if route.name in ADMIN_LOGIN_ROUTES:
             continue
-        url = route.url(**_object_values(route, ids))
+        url = route.url(**object_values(route, ids))
         for response in (client.get(url), client.post(url)):
             location = response.get("Location", "")
             if response.status_code not in {302, 404} or (
