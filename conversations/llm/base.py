@@ -235,13 +235,14 @@ def error_for_status(status: int | None, *, code: str | None = None, message: st
 _SECRET_PATTERNS = [
     re.compile(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+"),
     re.compile(r"(?i)(bearer\s+)[^\s'\"]+"),
+    re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{4,}"),  # user:password in base64
     re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
     re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)"),
 ]
 
 
 def redact(text: str) -> str:
-    """Remove API keys, bearer tokens and URL passwords from text bound for logs or users."""
+    """Remove API keys, bearer and basic credentials and URL passwords from text bound for logs or users."""
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***\2" if pattern.groups == 2 else r"\1***", text)
     return text

@@ -11,12 +11,14 @@ duplicate text, and before that the user is better told at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx2
 import openai
@@ -60,6 +62,14 @@ class OpenAICompatibleProvider(LLMProvider):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._api_key = api_key
+        # What a provider may echo back in an error: the key, and a password in the URL
+        # (sent as HTTP Basic, so also in base64).
+        url = urlsplit(self.base_url)
+        password = unquote(url.password or "")
+        basic = base64.b64encode(f"{unquote(url.username or '')}:{password}".encode()).decode()
+        self._secrets = [
+            s for s in (api_key, url.password or "", password, basic if password else "") if len(s) >= 4
+        ]
         # An httpx client's connections belong to the loop that opened them.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
@@ -83,9 +93,9 @@ class OpenAICompatibleProvider(LLMProvider):
         return client
 
     def scrub(self, text: str) -> str:
-        """Text safe for logs and users: without our API key, whatever shape it has."""
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
+        """Text safe for logs and users: without our API key or the URL's credentials, whatever shape they have."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return redact(text)
 
     def map_error(self, exc: BaseException, *, streaming: bool) -> LLMError:

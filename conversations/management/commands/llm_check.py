@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from conversations.llm import ProviderUnavailable, build_provider
-from conversations.llm.base import ChatMessage, LLMError, LLMProvider
+from conversations.llm.base import ChatMessage, LLMError, LLMProvider, redact
 
 DEFAULT_PROMPT = "Say hello in one short sentence."
 
@@ -42,6 +42,7 @@ class Command(BaseCommand):
 
     async def _check(self, provider: LLMProvider, prompt: str, max_tokens: int) -> None:
         where = getattr(provider, "base_url", None) or getattr(provider, "model_path", None) or "in-process"
+        where = redact(str(where))  # an operator's terminal (or CI log) never shows a URL's password
         self.stdout.write(
             f"provider: {provider.name} (LLM_PROVIDER={settings.LLM_PROVIDER})\n"
             f"model:    {provider.model or '(first listed by the server)'}\n"
