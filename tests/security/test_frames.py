@@ -13,12 +13,21 @@ import json
 import uuid
 
 import pytest
+import websockets
 from channels.db import database_sync_to_async
 
 from conversations.llm.base import IteratorStream, LLMProvider
 from conversations.models import Message, UsageEvent
 from conversations.tests.conftest import make_conversation, open_socket
-from tests.security.conftest import make_user
+from tests.security.conftest import (
+    chat_turn,
+    make_user,
+    recv_frame,
+    recv_until,
+    send_frame,
+    session_cookie,
+    ws_open,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
 
@@ -281,3 +290,41 @@ async def test_model_output_the_database_cannot_hold_still_completes_and_is_stor
     assert reply.content == final["content"]
     assert reply.content.startswith(parts[0]) and reply.content.endswith(parts[-1])
     reply.content.encode("utf-8")  # what is stored and sent is valid text
+
+
+# --- over a real server -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_empty_text_frame_over_a_real_socket_is_bad_json(chat_server):
+    user = await db(make_user)()
+    conversation = await db(make_conversation)(user)
+    async with await ws_open(chat_server, conversation.id, await db(session_cookie)(user)) as ws:
+        await ws.send("")
+        assert (await recv_frame(ws))["code"] == "bad_json"
+        _, final = await chat_turn(ws, "hello")
+    assert final["status"] == "complete"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_frame_over_daphnes_limit_drops_only_that_connection(chat_server):
+    """Frames over daphne's --websocket-max-message-size (1 MiB) never reach the application:
+    daphne drops the connection (docs/protocol.md). Nobody else notices; the sender may reconnect."""
+    bob = await db(make_user)("bob")
+    bobs = await db(make_conversation)(bob)
+    mallory = await db(make_user)("mallory")
+    mallorys = await db(make_conversation)(mallory)
+    bob_cookie, mallory_cookie = await db(session_cookie)(bob), await db(session_cookie)(mallory)
+    async with await ws_open(chat_server, bobs.id, bob_cookie) as bob_ws:
+        await bob_ws.send(send_frame("[[tokens:200]][[slow:5]] a long answer"))
+        await recv_until(bob_ws, "message.delta")
+        async with await ws_open(chat_server, mallorys.id, mallory_cookie) as ws:
+            await ws.send(json.dumps(send("x" * 1_100_000)))
+            with pytest.raises(websockets.ConnectionClosed):
+                await recv_frame(ws, timeout=5)
+        final = await recv_until(bob_ws, "message.completed")
+    assert final["usage"]["completion_tokens"] == 200
+    async with await ws_open(chat_server, mallorys.id, mallory_cookie) as ws:
+        _, again = await chat_turn(ws, "sorry")
+    assert again["status"] == "complete"
+    assert await stored(mallorys) == [("user", "complete"), ("assistant", "complete")]
