@@ -61,6 +61,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         self.group = events.group_name(self.conversation.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        events.join_local(self.group, self.channel_name, self.forward)
         self.worker = get_worker()
         await self.worker.ensure_started()
         metrics.SOCKETS_OPEN.inc()
@@ -68,6 +69,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.conversation is not None:
+            events.leave_local(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.group, self.channel_name)
             metrics.SOCKETS_OPEN.dec()
             self.conversation = None
@@ -194,7 +196,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         event_type, payload = events.reply_final(message)
         await self.send(text_data=events.encode(event_type, **payload))
 
-    # --- server events (from the channel layer; already encoded) ------------
+    # --- server events (from the channel layer, or directly from this process; already encoded)
 
     async def forward(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["frame"])

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import structlog
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
@@ -95,10 +94,9 @@ class Generation:
         text sent so far (what is still pending follows in the next delta)."""
         async with self._send_lock:
             sent = self.content()[: self._flushed]
-            layer = get_channel_layer()
             offset = max(0, min(offset, len(sent)))
             if self._stable:
-                await layer.send(
+                await events.send_to(
                     reply_channel,
                     events.envelope(
                         "message.blocks",
@@ -108,7 +106,7 @@ class Generation:
                         html=render_markdown(sent[: self._stable]),
                     ),
                 )
-            await layer.send(
+            await events.send_to(
                 reply_channel,
                 events.envelope(
                     "message.delta", message_id=self.message_id, offset=offset, text=sent[offset:]
