@@ -304,6 +304,8 @@ async def test_a_reply_ending_while_the_database_is_away_is_written_when_it_retu
             with db_proxy.outage():  # checkpoints and the final write (at ~1.5 s) meet a dead database
                 await asyncio.sleep(3)
             final = await recv_until(ws, "message.completed", timeout=15)
+            # The first exchange titles the conversation after the reply; let that finish too.
+            await recv_until(ws, "conversation.updated", timeout=5)
     assert final["status"] == "complete"
     reply = await db(Message.objects.get)(pk=final["message_id"])
     assert (reply.status, reply.content) == ("complete", expected_reply("a long one", tokens=60))
