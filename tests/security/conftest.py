@@ -148,13 +148,13 @@ async def recv_until(
 
 
 async def close_code(ws, timeout: float = 5) -> int | None:
-    """Wait for the server to close the socket; its close code."""
+    """The code the server closes the socket with; a frame before the close fails the test."""
     async with asyncio.timeout(timeout):
         try:
-            while True:
-                await ws.recv()
+            frame = await ws.recv()
         except websockets.ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
+    raise AssertionError(f"the server sent {frame!r} before closing")
 
 
 def send_frame(content: str, client_id: str | None = None) -> str:
