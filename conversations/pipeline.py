@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 
 import structlog
@@ -230,9 +231,7 @@ class Generation:
 
     async def _checkpoint(self, content: str) -> None:
         try:
-            await database_sync_to_async(services.reply_checkpoint)(
-                message_id=self.job.message_id, content=content
-            )
+            await _checkpoints().write(self.job.message_id, content)
         except DatabaseError as exc:
             # The database is away: the next checkpoint or the final write catches up.
             log.warning("generation_checkpoint_failed", error=type(exc).__name__)
@@ -332,6 +331,54 @@ class Generation:
         await database_sync_to_async(services.conversation_autotitle)(
             conversation_id=self.job.conversation_id, title=title or title_from_text(first_user)
         )
+
+
+class CheckpointBatch:
+    """The checkpoints of every reply of this process, written together.
+
+    Each reply asks for its checkpoint about once a second; what is asked
+    within a short window goes in one statement, so a process streaming N
+    replies makes a few database hops a second instead of N (each hop is a
+    turn of the one thread the ORM runs in, and a new connection when
+    connections are not persistent).
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._pending: dict[uuid.UUID, str] = {}
+        self._written: asyncio.Future | None = None
+        self._task: asyncio.Task | None = None
+
+    async def write(self, message_id: uuid.UUID, content: str) -> None:
+        """Checkpoint this reply with the others of the window; raises what the write raised."""
+        self._pending[message_id] = content
+        if self._written is None:
+            loop = asyncio.get_running_loop()
+            self._written = loop.create_future()
+            self._written.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+            self._task = loop.create_task(self._write_later(self._written))
+        await asyncio.shield(self._written)
+
+    async def _write_later(self, written: asyncio.Future) -> None:
+        await asyncio.sleep(self.window)
+        contents, self._pending, self._written = self._pending, {}, None
+        try:
+            await database_sync_to_async(services.replies_checkpoint)(contents=contents)
+        except Exception as exc:
+            written.set_exception(exc)
+        else:
+            written.set_result(None)
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CheckpointBatch] = weakref.WeakKeyDictionary()
+
+
+def _checkpoints() -> CheckpointBatch:
+    loop = asyncio.get_running_loop()
+    batch = _batches.get(loop)
+    if batch is None:
+        batch = _batches[loop] = CheckpointBatch(window=min(0.25, settings.CHAT_CHECKPOINT_SECONDS / 4))
+    return batch
 
 
 TITLE_PROMPT = (

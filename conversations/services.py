@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
 from conversations.events import conversation_payload, publish, publish_on_commit, reply_final
@@ -235,9 +236,21 @@ def reply_history(*, reply: Message) -> list[Message]:
 
 def reply_checkpoint(*, message_id: uuid.UUID, content: str) -> None:
     """Save the partial text and prove this process is alive (see interrupt_stale)."""
+    replies_checkpoint(contents={message_id: content})
+
+
+def replies_checkpoint(*, contents: dict[uuid.UUID, str]) -> None:
+    """Checkpoint several streaming replies in one statement: their partial text and heartbeat."""
+    if not contents:
+        return
     now = timezone.now()
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, heartbeat_at=now, updated_at=now
+    text = Case(
+        *(When(pk=pk, then=Value(content)) for pk, content in contents.items()),
+        default=F("content"),
+        output_field=TextField(),
+    )
+    Message.objects.filter(pk__in=list(contents), status=Message.Status.STREAMING).update(
+        content=text, heartbeat_at=now, updated_at=now
     )
 
 
