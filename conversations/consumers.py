@@ -118,20 +118,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def message_send(self, frame: dict[str, Any]) -> None:
         content = _content(frame)
         client_id = _uuid(frame, "client_id")
-        start = await database_sync_to_async(services.message_send)(
+        start, job = await database_sync_to_async(_start)(
+            services.message_send,
             conversation=self.conversation,
             user=self.scope["user"],
             content=content,
             client_id=client_id,
             worker=self.worker.channel,
         )
-        await self._begin(start)
+        await self._begin(start, job)
 
     async def message_edit(self, frame: dict[str, Any]) -> None:
         content = _content(frame)
         message_id = _uuid(frame, "message_id")
         client_id = _uuid(frame, "client_id") if "client_id" in frame else uuid.uuid4()
-        start = await database_sync_to_async(services.message_edit)(
+        start, job = await database_sync_to_async(_start)(
+            services.message_edit,
             conversation=self.conversation,
             user=self.scope["user"],
             message_id=message_id,
@@ -139,17 +141,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             client_id=client_id,
             worker=self.worker.channel,
         )
-        await self._begin(start)
+        await self._begin(start, job)
 
     async def message_regenerate(self, frame: dict[str, Any]) -> None:
         message_id = _uuid(frame, "message_id")
-        start = await database_sync_to_async(services.message_regenerate)(
+        start, job = await database_sync_to_async(_start)(
+            services.message_regenerate,
             conversation=self.conversation,
             user=self.scope["user"],
             message_id=message_id,
             worker=self.worker.channel,
         )
-        await self._begin(start)
+        await self._begin(start, job)
 
     async def generation_stop(self, frame: dict[str, Any]) -> None:
         reply = await database_sync_to_async(
@@ -180,7 +183,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # Finished: the final state answers everything the client missed.
         await self._send_final(message)
 
-    async def _begin(self, start: ReplyStart) -> None:
+    async def _begin(self, start: ReplyStart, job: ReplyJob | None) -> None:
         if not start.created:
             # A resend: acknowledge again, to this socket only, without a second row.
             for message in (start.user_message, start.reply):
@@ -189,7 +192,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if start.reply is not None and start.reply.is_final:
                 await self._send_final(start.reply)
             return
-        job = await database_sync_to_async(_reply_job)(start.reply)
         self.worker.start(job)
 
     async def _send_final(self, message: Message) -> None:
@@ -230,6 +232,12 @@ def _uuid(frame: dict[str, Any], field: str) -> uuid.UUID:
         with contextlib.suppress(ValueError):
             return uuid.UUID(value)
     raise FrameError("invalid", f'"{field}" must be a UUID string.')
+
+
+def _start(service, **fields) -> tuple[ReplyStart, ReplyJob | None]:
+    """A send, edit or regenerate and, for a new reply, what its generation needs: one database hop."""
+    start = service(**fields)
+    return start, (_reply_job(start.reply) if start.created else None)
 
 
 def _reply_job(reply: Message) -> ReplyJob:
