@@ -84,14 +84,20 @@ class Worker:
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
+        failures = 0
         while True:
             try:
                 request = await layer.receive(self.channel)
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis restarting: keep listening once it is back
-                log.warning("worker_receive_failed", exc_info=True)
-                await asyncio.sleep(1)
+            except Exception as exc:  # Redis restarting: keep listening once it is back
+                failures += 1
+                # One traceback per outage, then a line per retry, backing off to 5 s.
+                log.warning(
+                    "worker_receive_failed", error=repr(exc), attempt=failures, exc_info=failures == 1
+                )
+                await asyncio.sleep(min(5.0, 0.5 * failures))
                 continue
             generation = self.generations.get(request.get("message_id", ""))
             if generation is None:
