@@ -61,12 +61,22 @@ def publish_on_commit(conversation_id: uuid.UUID | str, event_type: str, **paylo
 # --- fan-out: this process's sockets directly, the others through the layer ----
 
 
+# Deltas and blocks follow each other many times a second: they may go to the group's
+# members as read up to MEMBERS_TTL seconds before. A tab that joins on another process
+# in the middle of a reply may so miss up to a second of deltas: it sees a gap in the
+# offsets and asks `sync`, as after any reconnect (and a `sync` refreshes the members).
+# Every other event reads the members afresh.
+MEMBERS_TTL = 1.0
+STREAM_EVENTS = frozenset({"message.delta", "message.blocks"})
+
+
 class _LocalSockets:
     """The sockets of one event loop (a server process has one), by group and by channel."""
 
     def __init__(self) -> None:
         self.groups: dict[str, dict[str, Deliver]] = {}
         self.channels: dict[str, Deliver] = {}
+        self.members: dict[str, tuple[float, list[str]]] = {}  # group -> (read at, channels)
 
 
 _local: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LocalSockets] = weakref.WeakKeyDictionary()
@@ -84,6 +94,7 @@ def join_local(group: str, channel: str, deliver: Deliver) -> None:
     sockets = _local.setdefault(asyncio.get_running_loop(), _LocalSockets())
     sockets.groups.setdefault(group, {})[channel] = deliver
     sockets.channels[channel] = deliver
+    sockets.members.pop(group, None)
 
 
 def leave_local(group: str, channel: str) -> None:
@@ -91,11 +102,19 @@ def leave_local(group: str, channel: str) -> None:
     if sockets is None:
         return
     sockets.channels.pop(channel, None)
+    sockets.members.pop(group, None)
     members = sockets.groups.get(group)
     if members is not None:
         members.pop(channel, None)
         if not members:
             del sockets.groups[group]
+
+
+def forget_members(group: str) -> None:
+    """Read the group's members afresh for the next event (someone joined elsewhere)."""
+    sockets = _sockets()
+    if sockets is not None:
+        sockets.members.pop(group, None)
 
 
 async def _deliver(deliver: Deliver, message: dict) -> None:
@@ -110,7 +129,16 @@ async def group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     sockets = _sockets()
     local = dict(sockets.groups.get(group, {})) if sockets is not None else {}
-    members = await _group_members(layer, group) if local else None
+    members = None
+    if local:
+        cached = sockets.members.get(group) if message.get("type") in STREAM_EVENTS else None
+        if cached is not None and time.monotonic() - cached[0] < MEMBERS_TTL:
+            members = cached[1]
+        else:
+            read_at = time.monotonic()
+            members = await _group_members(layer, group)
+            if members is not None and group in sockets.groups:
+                sockets.members[group] = (read_at, members)
     if members is None:  # nobody here (or a layer whose groups can't be read): the layer does it all
         await layer.group_send(group, message)
         return

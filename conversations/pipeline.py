@@ -93,6 +93,7 @@ class Generation:
     async def send_sync(self, reply_channel: str, offset: int) -> None:
         """Answer a `sync` from a socket on any process: what it misses of the
         text sent so far (what is still pending follows in the next delta)."""
+        events.forget_members(events.group_name(self.job.conversation_id))  # the asker may be new
         async with self._send_lock:
             sent = self.content()[: self._flushed]
             offset = max(0, min(offset, len(sent)))
