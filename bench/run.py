@@ -498,7 +498,7 @@ async def run_sweep(bench: Bench, env_extra: dict[str, str]) -> tuple[list[dict]
             bench.log_dir, ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second, tokens=args.tokens
         ) as provider,
         bc.daphne(
-            bc.app_env(bench.database_url, bench.redis_url, **bc.provider_env(provider), **env_extra),
+            bc.app_env(bench.database_url, bench.redis_url, **{**bc.provider_env(provider), **env_extra}),
             bench.log_dir,
         ) as server,
     ):
@@ -989,6 +989,15 @@ async def main_async(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     return result
 
 
+def failed_points(result: dict[str, Any]) -> list[str]:
+    """The sweep points with a lost or inexact reply (what fails the run; timings never do)."""
+    return [
+        f"{p['mode']} N={p['n']}"
+        for p in result["sweep"] + result.get("burst", [])
+        if p["app"]["lost"] or p["app"]["inexact"] or p["direct"]["lost_or_inexact"]
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
@@ -1022,11 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     print(f"\n{json_path} ({result['seconds']} s)" + (f", {png}" if result["sweep"] else ""))
-    failed = [
-        f"{p['mode']} N={p['n']}"
-        for p in result["sweep"] + result["burst"]
-        if p["app"]["lost"] or p["app"]["inexact"] or p["direct"]["lost_or_inexact"]
-    ]
+    failed = failed_points(result)
     if failed:
         print(f"FAILED: lost or inexact replies at {', '.join(failed)}", file=sys.stderr)
         return 1
