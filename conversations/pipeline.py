@@ -329,9 +329,13 @@ class Generation:
         title = ""
         if settings.CHAT_TITLE_FROM_MODEL:
             title = await title_from_model(self.provider, first_user)
-        await database_sync_to_async(services.conversation_autotitle)(
+        conversation = await database_sync_to_async(services.conversation_autotitle)(
             conversation_id=self.job.conversation_id, title=title or title_from_text(first_user)
         )
+        if conversation is not None:
+            await events.publish(
+                conversation.id, "conversation.updated", **events.conversation_payload(conversation)
+            )
 
 
 class CheckpointBatch:

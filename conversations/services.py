@@ -319,12 +319,17 @@ def reply_finish(
     return message
 
 
-def conversation_autotitle(*, conversation_id: uuid.UUID, title: str) -> None:
-    """Title a conversation that has none yet; a title the user chose is never replaced."""
-    conversation = Conversation.objects.filter(pk=conversation_id, title="").first()
-    if conversation is None:
-        return
-    conversation_update(conversation=conversation, title=title)
+def conversation_autotitle(*, conversation_id: uuid.UUID, title: str) -> Conversation | None:
+    """Title a conversation that has none yet; a title the user chose is never replaced.
+
+    One conditional UPDATE, so a rename racing the title wins. The caller (async)
+    announces the change itself: no hop back into the event loop from here,
+    which would hang a process shutting down.
+    """
+    titled = Conversation.objects.filter(pk=conversation_id, title="").update(
+        title=title.strip()[:TITLE_MAX_CHARS], updated_at=timezone.now()
+    )
+    return Conversation.objects.filter(pk=conversation_id).first() if titled else None
 
 
 def replies_interrupt_stale() -> list[Message]:
