@@ -268,7 +268,8 @@ def daphne(env: dict[str, str], log_dir: Path, *, name: str = "daphne") -> Itera
         "20",
         "--ping-timeout",
         "30",
-        "chatplatform.asgi:application",
+        # An experiment may wrap the application (python -m bench.run --env BENCH_ASGI_APP=module:app).
+        full_env.get("BENCH_ASGI_APP", "chatplatform.asgi:application"),
     ]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
