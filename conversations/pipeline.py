@@ -61,6 +61,7 @@ class Generation:
         self._stable = 0  # length of the finished markdown blocks
         self._wake = asyncio.Event()
         self._done = False
+        self._napping: asyncio.Future | None = None  # the pump waiting for the next flush
         self._last_flush = float("-inf")
         self._last_checkpoint = time.monotonic()
         self._checkpointing: asyncio.Task | None = None
@@ -154,6 +155,8 @@ class Generation:
         try:
             self._done = True
             self._wake.set()
+            if self._napping is not None and not self._napping.done():
+                self._napping.set_result(None)  # the last text goes now, not at the next flush
             try:
                 await pump
             except Exception:  # whatever went wrong while streaming, the reply is still written
@@ -173,7 +176,7 @@ class Generation:
             self._wake.clear()
             delay = self._last_flush + interval - time.monotonic()
             if delay > 0 and not self._done:
-                await asyncio.sleep(delay)
+                await self._nap(delay)
             if self._pending:
                 await self._flush()
             if time.monotonic() - self._last_checkpoint >= checkpoint_every and not self._done:
@@ -182,6 +185,17 @@ class Generation:
                 break
         if self._checkpointing is not None:
             await self._checkpointing
+
+    async def _nap(self, delay: float) -> None:
+        """Wait until the next flush is due, or until the reply ends (see run)."""
+        loop = asyncio.get_running_loop()
+        napping = self._napping = loop.create_future()
+        handle = loop.call_later(delay, lambda: napping.done() or napping.set_result(None))
+        try:
+            await napping
+        finally:
+            handle.cancel()
+            self._napping = None
 
     async def _flush(self) -> None:
         async with self._send_lock:
