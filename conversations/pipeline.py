@@ -265,7 +265,12 @@ class Generation:
         finish_reason = {"cancelled": "stopped", "failed": "error"}.get(outcome) or (
             (result.finish_reason if result else "") or "stop"
         )
-        message = await self._write_final(
+        # A title from the first words is written in the same database hop as the reply.
+        first_title = ""
+        if self.job.first_exchange and outcome == "complete" and not settings.CHAT_TITLE_FROM_MODEL:
+            first_title = title_from_text(self._first_user_text())
+        message, titled = await self._write_final(
+            first_title,
             message_id=self.job.message_id,
             user_id=self.job.user_id,
             conversation_id=self.job.conversation_id,
@@ -286,14 +291,16 @@ class Generation:
         event_type, payload = events.reply_final(message)
         await self._publish(event_type, **payload)
         self._record(outcome, error, prompt_tokens, completion_tokens, ttft_ms, duration_ms, finished)
-        if self.job.first_exchange and outcome == "complete":
+        if titled is not None:
+            await self._publish("conversation.updated", **events.conversation_payload(titled))
+        elif self.job.first_exchange and outcome == "complete" and settings.CHAT_TITLE_FROM_MODEL:
             try:
                 await self._title()
             except Exception:  # a title is a nicety; the reply is already stored
                 log.warning("generation_title_failed", exc_info=True)
 
-    async def _write_final(self, **fields):
-        """reply_finish, retried while the database is away (a restart, a failover).
+    async def _write_final(self, first_title: str, **fields):
+        """reply_finish (and the first title, if any), retried while the database is away.
 
         Retries stop after CHAT_STALE_AFTER_SECONDS: by then the crash sweep
         treats the reply as a dead process's and keeps its last checkpoint.
@@ -302,7 +309,7 @@ class Generation:
         delay = 0.2
         while True:
             try:
-                return await database_sync_to_async(services.reply_finish)(**fields)
+                return await database_sync_to_async(_finish_and_title)(first_title, fields)
             except DatabaseError as exc:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -337,9 +344,12 @@ class Generation:
             duration_ms=duration_ms,
         )
 
+    def _first_user_text(self) -> str:
+        return next((m.content for m in self.job.history if m.role == "user"), "")
+
     async def _title(self) -> None:
         """After the first exchange: a short title from the model, else the first words."""
-        first_user = next((m.content for m in self.job.history if m.role == "user"), "")
+        first_user = self._first_user_text()
         title = ""
         if settings.CHAT_TITLE_FROM_MODEL:
             title = await title_from_model(self.provider, first_user)
@@ -350,6 +360,20 @@ class Generation:
             await events.publish(
                 conversation.id, "conversation.updated", **events.conversation_payload(conversation)
             )
+
+
+def _finish_and_title(first_title: str, fields: dict):
+    """The final write and, after a first exchange, its title: one database hop (one connection)."""
+    message = services.reply_finish(**fields)
+    titled = None
+    if first_title and message is not None:
+        try:
+            titled = services.conversation_autotitle(
+                conversation_id=fields["conversation_id"], title=first_title
+            )
+        except DatabaseError:  # a title is a nicety: never retry (and so repeat) the final write for it
+            log.warning("generation_title_failed", exc_info=True)
+    return message, titled
 
 
 class CheckpointBatch:
