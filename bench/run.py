@@ -868,6 +868,19 @@ def chart(result: dict[str, Any], path: Path, baseline: dict[str, Any] | None = 
             color="C3",
             label=f"{prefix}p99",
         )
+    if baseline:  # points where the baseline had no exact reply to time
+        failed = [p["n"] for p in baseline["sweep"] if p["added_ttft_ms"]["p50"] is None]
+        if failed:
+            top = max([p["added_ttft_ms"]["p99"] or 0 for p in result["sweep"]] + [100]) * 1.5
+            left.plot(failed, [top] * len(failed), "x", color="black", label="before: replies lost/inexact")
+            right.plot(failed, [1.0] * len(failed), "x", color="black", label="before: replies lost/inexact")
+    right.plot(
+        [p["n"] for p in result["sweep"]],
+        [p["stream_ratio"]["p99"] for p in result["sweep"]],
+        "^--",
+        color="grey",
+        label=f"{'after ' if baseline else ''}stream only (first to last text) p99",
+    )
     left.plot(
         [100], [TARGETS["n100_added_ttft_p50_ms"]], "v", color="C0", alpha=0.5, label="target p50 (N=100)"
     )
@@ -893,6 +906,7 @@ def chart(result: dict[str, Any], path: Path, baseline: dict[str, Any] | None = 
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
     left.set_yscale("symlog", linthresh=10)
+    left.set_ylim(bottom=0)
     left.set_ylabel("added time to first token (ms)")
     left.set_title("Added TTFT: app minus provider direct")
     right.set_ylabel("stream duration, app / direct")
