@@ -398,7 +398,10 @@ def test_a_cut_connection_mid_reply_reconnects_and_resumes_with_sync(page, cable
     new_chat(page, cable.url)
     prompt = "[[tokens:150]][[slow:20]]keep going while I am away"
     send(page, prompt)
-    expect(last_reply(page).locator(".message__tail")).not_to_have_text("")
+    # Text has arrived and the reply is still running (the tail element is
+    # re-rendered as blocks finish, so wait on the body, not the tail).
+    expect(last_reply(page)).to_have_attribute("data-status", "streaming")
+    expect(last_reply(page).locator(".message__body")).not_to_have_text("")
     cable.cut()
     expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#connection")).to_have_text("Reconnecting…")
