@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "channels",
     "ops",
     "conversations",
+    "accounts",
 ]
 
 MIDDLEWARE = [

@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("ops.urls")),
     path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
     path("", include("conversations.urls")),
 ]

@@ -98,7 +98,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     messages, has_earlier = conversation_history(conversation=conversation)
     context = {
-        **_sidebar_context(request, archived=False),
+        **sidebar_context(request, archived=False),
         "conversation": conversation,
         "messages": messages,
         "has_earlier": has_earlier,
@@ -187,7 +187,7 @@ def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     return render(
         request,
         "conversations/confirm_delete.html",
-        {**_sidebar_context(request, archived=False), "conversation": conversation},
+        {**sidebar_context(request, archived=False), "conversation": conversation},
     )
 
 
@@ -211,13 +211,13 @@ def conversation_export(request: HttpRequest, conversation_id: uuid.UUID, fmt: s
 @login_required
 @require_GET
 def archived_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "conversations/archived.html", _sidebar_context(request, archived=True))
+    return render(request, "conversations/archived.html", sidebar_context(request, archived=True))
 
 
 # --- helpers -------------------------------------------------------------------
 
 
-def _sidebar_context(request: HttpRequest, *, archived: bool) -> dict:
+def sidebar_context(request: HttpRequest, *, archived: bool) -> dict:
     query = request.GET.get("q", "").strip()
     conversations = conversation_list(user=request.user, query=query, archived=archived)
     return {"sidebar_conversations": conversations[:SIDEBAR_LIMIT], "query": query, "archived_view": archived}
@@ -291,6 +291,6 @@ def _form_invalid(request: HttpRequest, form, conversation: Conversation) -> Htt
     return render(
         request,
         "conversations/form_error.html",
-        {**_sidebar_context(request, archived=False), "conversation": conversation, "form": form},
+        {**sidebar_context(request, archived=False), "conversation": conversation, "form": form},
         status=400,
     )
