@@ -106,6 +106,9 @@ class RequestRecord:
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     status: int | None = None
     first_byte_at: float | None = None
@@ -365,8 +368,8 @@ class ScriptedOpenAIServer:
     def last_completion(self) -> RequestRecord:
         return self.completions()[-1]
 
-    def expected_reply(self, messages: Any, *, max_tokens: int | None = None) -> str:
-        return expected_reply(messages, tokens=self.tokens, max_tokens=max_tokens)
+    def expected_reply(self, messages: Any, *, max_tokens: int | None = None, stop: Any = ()) -> str:
+        return expected_reply(messages, tokens=self.tokens, max_tokens=max_tokens, stop=stop)
 
     def stats(self) -> dict[str, Any]:
         active = sum(1 for r in self.requests if r.finished_at is None and r.closed_by_client_at is None)
@@ -441,6 +444,10 @@ class ScriptedOpenAIServer:
         record.include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
         record.max_tokens = int(max_tokens) if isinstance(max_tokens, int) else None
+        record.temperature = request.get("temperature")
+        record.top_p = request.get("top_p")
+        stop = request.get("stop") or []
+        record.stop = [stop] if isinstance(stop, str) else [str(s) for s in stop]
         if not self._authorized(record):
             await self._error(conn, 401)
             return
@@ -472,7 +479,9 @@ class ScriptedOpenAIServer:
             await self._error(conn, status, code)
             return
 
-        tokens, finish_reason = reply_tokens(messages, tokens=self.tokens, max_tokens=record.max_tokens)
+        tokens, finish_reason = reply_tokens(
+            messages, tokens=self.tokens, max_tokens=record.max_tokens, stop=record.stop
+        )
         prompt_tokens = prompt_token_estimate(messages)
         model = record.model or self.model
         if not record.stream:

@@ -36,12 +36,12 @@ def measure_raw(llama, messages, max_tokens: int) -> tuple[float, float, int]:
 
 
 async def measure_provider(provider, messages, max_tokens: int) -> tuple[float, float, int]:
-    from conversations.llm.base import ChatMessage
+    from conversations.llm.base import ChatMessage, GenerationOptions
 
     chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
     started = time.perf_counter()
     arrivals = []
-    async for _ in provider.stream(chat, max_tokens=max_tokens):
+    async for _ in provider.stream(chat, options=GenerationOptions(max_tokens=max_tokens)):
         arrivals.append(time.perf_counter())
     return summarize(started, arrivals)
 

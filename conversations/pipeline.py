@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from conversations import events, services
-from conversations.llm.base import ChatMessage, LLMError, LLMProvider
+from conversations.llm.base import ChatMessage, GenerationOptions, LLMError, LLMProvider
 from conversations.llm.context import build_context
 from conversations.models import storable_text
 from conversations.rendering import render_markdown, stable_prefix_length
@@ -432,7 +432,8 @@ TITLE_PROMPT = (
 
 async def title_from_model(provider: LLMProvider, first_message: str) -> str:
     stream = provider.stream(
-        [ChatMessage(role="user", content=TITLE_PROMPT + first_message[:2000])], max_tokens=16
+        [ChatMessage(role="user", content=TITLE_PROMPT + first_message[:2000])],
+        options=GenerationOptions(max_tokens=16),
     )
     parts: list[str] = []
     try:

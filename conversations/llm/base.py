@@ -26,6 +26,54 @@ class ChatMessage:
     content: str
 
 
+#: OpenAI accepts at most four stop sequences; the local model takes the same limit.
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """How to sample one generation; every field optional (None: the provider's default).
+
+    `max_tokens` caps the reply (None: the provider's LLM_MAX_OUTPUT_TOKENS),
+    `temperature` (0-2) and `top_p` (0-1) shape sampling, `stop` ends the reply
+    before the first of up to four sequences (the sequence itself is not sent).
+    Invalid values raise ValueError here, before any provider sees them.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A list (from JSON) becomes a tuple so the options stay hashable and immutable.
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        object.__setattr__(self, "stop", stop)
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or self.max_tokens < 1):
+            raise ValueError("max_tokens must be a positive integer")
+        if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
+            raise ValueError("temperature must be between 0 and 2")
+        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
+            raise ValueError("top_p must be between 0 and 1")
+        if len(stop) > MAX_STOP_SEQUENCES or not all(isinstance(s, str) and s for s in stop):
+            raise ValueError(f"stop takes up to {MAX_STOP_SEQUENCES} non-empty strings")
+
+    def sampling(self) -> dict[str, object]:
+        """The set sampling fields (temperature, top_p, stop) as request keywords; max_tokens apart."""
+        fields: dict[str, object] = {}
+        if self.temperature is not None:
+            fields["temperature"] = self.temperature
+        if self.top_p is not None:
+            fields["top_p"] = self.top_p
+        if self.stop:
+            fields["stop"] = list(self.stop)
+        return fields
+
+
+#: No options: every provider default.
+DEFAULT_OPTIONS = GenerationOptions()
+
+
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
@@ -178,9 +226,17 @@ class LLMProvider(ABC):
 
     @abstractmethod
     def stream(
-        self, messages: list[ChatMessage], *, model: str | None = None, max_tokens: int | None = None
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        options: GenerationOptions | None = None,
     ) -> Stream:
-        """Start a generation. Errors surface while iterating, as LLMError."""
+        """Start a generation. Errors surface while iterating, as LLMError.
+
+        `options` None means every default (`DEFAULT_OPTIONS`); with no
+        `max_tokens` the provider's own `max_output_tokens` caps the reply.
+        """
 
     async def health(self) -> None:
         """Raise when the provider cannot serve; return when it can."""

@@ -34,8 +34,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 from conversations.llm.base import (
+    DEFAULT_OPTIONS,
     ChatMessage,
     ContextTooLong,
+    GenerationOptions,
     IteratorStream,
     LLMError,
     LLMProvider,
@@ -174,22 +176,52 @@ def last_user_text(messages: str | Iterable[ChatMessage | Mapping]) -> str:
     return text
 
 
+def cut_at_stop(reply: list[str], stop: Iterable[str]) -> list[str] | None:
+    """The tokens before the first stop sequence (the last one cut short), or None when none occurs.
+
+    As OpenAI does: the sequence itself is not part of the reply.
+    """
+    text = "".join(reply)
+    found = [index for index in (text.find(s) for s in stop if s) if index >= 0]
+    if not found:
+        return None
+    end, kept, length = min(found), [], 0
+    for token in reply:
+        if length + len(token) > end:
+            if end > length:
+                kept.append(token[: end - length])
+            break
+        kept.append(token)
+        length += len(token)
+    return kept
+
+
 def reply_tokens(
     messages: str | Iterable[ChatMessage | Mapping],
     *,
     tokens: int = DEFAULT_TOKENS,
     max_tokens: int | None = None,
+    stop: Iterable[str] = (),
 ) -> tuple[list[str], str]:
-    """The tokens of the scripted reply and its finish_reason ("stop", or "length" when cut by max_tokens)."""
+    """The tokens of the scripted reply and its finish_reason.
+
+    "stop" when the reply ends by itself or at a `stop` sequence, "length"
+    when cut by `max_tokens` (counted before the stop sequence is looked for,
+    as a model would: it stops at whichever comes first).
+    """
     text = last_user_text(messages)
     script = parse_script(text)
     if script.echo is not None:
         reply = echo_tokens(script.echo)
     else:
         reply = pseudo_tokens(text, script.tokens if script.tokens is not None else tokens)
+    finish_reason = "stop"
     if max_tokens is not None and 0 < max_tokens < len(reply):
-        return reply[:max_tokens], "length"
-    return reply, "stop"
+        reply, finish_reason = reply[:max_tokens], "length"
+    cut = cut_at_stop(reply, stop)
+    if cut is not None:
+        return cut, "stop"
+    return reply, finish_reason
 
 
 def expected_reply(
@@ -197,9 +229,10 @@ def expected_reply(
     *,
     tokens: int = DEFAULT_TOKENS,
     max_tokens: int | None = None,
+    stop: Iterable[str] = (),
 ) -> str:
     """The exact text the scripted model answers to `messages` (or to this last user message)."""
-    return "".join(reply_tokens(messages, tokens=tokens, max_tokens=max_tokens)[0])
+    return "".join(reply_tokens(messages, tokens=tokens, max_tokens=max_tokens, stop=stop)[0])
 
 
 def prompt_token_estimate(messages: Iterable[ChatMessage | Mapping]) -> int:
@@ -227,13 +260,14 @@ class FakeStream(IteratorStream):
     """One scripted reply, paced on the event loop's clock; records how it ended for tests."""
 
     def __init__(
-        self, provider: FakeProvider, messages: list[ChatMessage], model: str, max_tokens: int | None
+        self, provider: FakeProvider, messages: list[ChatMessage], model: str, options: GenerationOptions
     ) -> None:
         super().__init__()
         self.provider = provider
         self.messages = messages
         self.model = model
-        self.max_tokens = max_tokens
+        #: The options asked for (tests check they arrive; temperature and top_p change nothing here).
+        self.options = options
         self.tokens_sent = 0
         self.started_at: float | None = None
         #: time.monotonic() when aclose() was called.
@@ -277,9 +311,9 @@ class FakeStream(IteratorStream):
         ttft = script.ttft_ms / 1000 if script.ttft_ms is not None else provider.ttft
         rate = provider.tokens_per_second
         interval = script.slow_ms / 1000 if script.slow_ms is not None else (1 / rate if rate > 0 else 0.0)
-        max_tokens = self.max_tokens or provider.max_output_tokens
+        max_tokens = self.options.max_tokens or provider.max_output_tokens
         tokens, finish_reason = reply_tokens(
-            self.messages, tokens=provider.reply_tokens, max_tokens=max_tokens
+            self.messages, tokens=provider.reply_tokens, max_tokens=max_tokens, stop=self.options.stop
         )
         self.result.usage = Usage(prompt_tokens=prompt_token_estimate(self.messages))
         error = scripted_error(script)
@@ -335,14 +369,24 @@ class FakeProvider(LLMProvider):
         self.streams: deque[FakeStream] = deque(maxlen=1000)
 
     def stream(
-        self, messages: list[ChatMessage], *, model: str | None = None, max_tokens: int | None = None
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        options: GenerationOptions | None = None,
     ) -> FakeStream:
-        stream = FakeStream(self, list(messages), model or self.model, max_tokens)
+        stream = FakeStream(self, list(messages), model or self.model, options or DEFAULT_OPTIONS)
         self.streams.append(stream)
         return stream
 
-    def expected_reply(self, messages: str | list[ChatMessage], *, max_tokens: int | None = None) -> str:
-        """The exact reply this provider gives to `messages` (for tests)."""
+    def expected_reply(
+        self, messages: str | list[ChatMessage], *, options: GenerationOptions | None = None
+    ) -> str:
+        """The exact reply this provider gives to `messages` with `options` (for tests)."""
+        options = options or DEFAULT_OPTIONS
         return expected_reply(
-            messages, tokens=self.reply_tokens, max_tokens=max_tokens or self.max_output_tokens
+            messages,
+            tokens=self.reply_tokens,
+            max_tokens=options.max_tokens or self.max_output_tokens,
+            stop=options.stop,
         )

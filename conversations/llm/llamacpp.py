@@ -27,8 +27,10 @@ from typing import Any
 import structlog
 
 from conversations.llm.base import (
+    DEFAULT_OPTIONS,
     ChatMessage,
     ContextTooLong,
+    GenerationOptions,
     IteratorStream,
     LLMProvider,
     ProviderError,
@@ -166,10 +168,20 @@ class LlamaCppProvider(LLMProvider):
     # --- the interface -------------------------------------------------------
 
     def stream(
-        self, messages: list[ChatMessage], *, model: str | None = None, max_tokens: int | None = None
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        options: GenerationOptions | None = None,
     ) -> LlamaCppStream:
         # One model per process: `model` names it for the record, it cannot switch it.
-        return LlamaCppStream(self, list(messages), max_tokens=max_tokens or self.max_output_tokens)
+        options = options or DEFAULT_OPTIONS
+        return LlamaCppStream(
+            self,
+            list(messages),
+            max_tokens=options.max_tokens or self.max_output_tokens,
+            sampling=options.sampling(),
+        )
 
     async def health(self) -> None:
         if not self.model_path.is_file():
@@ -266,11 +278,20 @@ class LlamaCppProvider(LLMProvider):
 class LlamaCppStream(IteratorStream):
     """One generation on the local model; the worker thread feeds an asyncio queue."""
 
-    def __init__(self, provider: LlamaCppProvider, messages: list[ChatMessage], *, max_tokens: int) -> None:
+    def __init__(
+        self,
+        provider: LlamaCppProvider,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        sampling: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.provider = provider
         self.messages = messages
         self.max_tokens = max_tokens
+        #: temperature / top_p / stop as llama-cpp-python's create_chat_completion takes them.
+        self.sampling = sampling or {}
         self._stop = threading.Event()
         self._queue: asyncio.Queue | None = None
         #: time.monotonic() when the worker started and when it let go of the model.
@@ -341,7 +362,7 @@ class LlamaCppStream(IteratorStream):
             self.result.usage = Usage(prompt_tokens=prompt_tokens)
             parts: list[str] = []
             chunks = llama.create_chat_completion(
-                messages=messages, stream=True, max_tokens=min(self.max_tokens, room)
+                messages=messages, stream=True, max_tokens=min(self.max_tokens, room), **self.sampling
             )
             try:
                 for chunk in chunks:

@@ -25,7 +25,9 @@ import openai
 import structlog
 
 from conversations.llm.base import (
+    DEFAULT_OPTIONS,
     ChatMessage,
+    GenerationOptions,
     IteratorStream,
     LLMError,
     LLMProvider,
@@ -123,9 +125,15 @@ class OpenAICompatibleProvider(LLMProvider):
     # --- the interface -------------------------------------------------------
 
     def stream(
-        self, messages: list[ChatMessage], *, model: str | None = None, max_tokens: int | None = None
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        options: GenerationOptions | None = None,
     ) -> OpenAIStream:
-        return OpenAIStream(self, list(messages), model=model or self.model, max_tokens=max_tokens)
+        return OpenAIStream(
+            self, list(messages), model=model or self.model, options=options or DEFAULT_OPTIONS
+        )
 
     async def health(self) -> None:
         await self._fetch_models()
@@ -200,13 +208,13 @@ class OpenAIStream(IteratorStream):
         messages: list[ChatMessage],
         *,
         model: str,
-        max_tokens: int | None,
+        options: GenerationOptions,
     ) -> None:
         super().__init__()
         self.provider = provider
         self.messages = messages
         self.model = model
-        self.max_tokens = max_tokens
+        self.options = options
         self._deadline: asyncio.Timeout | None = None
 
     def _interrupt(self) -> None:
@@ -231,9 +239,9 @@ class OpenAIStream(IteratorStream):
                 model = self.model or await provider.resolve_model()
                 if not model:
                     raise ProviderError("No model is configured (set LLM_MODEL) and the server lists none.")
-                options: dict[str, Any] = {}
-                if self.max_tokens or provider.max_output_tokens:
-                    options["max_tokens"] = self.max_tokens or provider.max_output_tokens
+                options = self.options.sampling()
+                if self.options.max_tokens or provider.max_output_tokens:
+                    options["max_tokens"] = self.options.max_tokens or provider.max_output_tokens
                 async with asyncio.timeout_at(deadline) as self._deadline:
                     sdk_stream = await provider.client().chat.completions.create(
                         model=model,

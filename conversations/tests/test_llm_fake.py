@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conversations.llm.base import ChatMessage, LLMError
+from conversations.llm.base import ChatMessage, GenerationOptions, LLMError
 from conversations.llm.fake import FakeProvider, echo_tokens, expected_reply, parse_script
 
 
@@ -62,7 +62,7 @@ async def test_tokens_directive_sets_the_reply_length():
 
 
 async def test_max_tokens_cuts_the_reply_with_finish_reason_length():
-    stream = fake().stream(user("[[tokens:30]]"), max_tokens=4)
+    stream = fake().stream(user("[[tokens:30]]"), options=GenerationOptions(max_tokens=4))
 
     assert len(await collect(stream)) == 4
     assert stream.result.finish_reason == "length"
@@ -184,3 +184,25 @@ def test_directives_are_parsed_anywhere_before_echo():
         "[[error:500]]",
         None,
     )
+
+
+async def test_a_stop_sequence_ends_the_reply_before_it_with_finish_reason_stop():
+    provider = fake()
+    messages = user("[[echo]]first part. STOP second part")
+    options = GenerationOptions(stop=["STOP", "never there"], temperature=0.3, top_p=0.5)
+    stream = provider.stream(messages, options=options)
+
+    text = "".join(await collect(stream))
+
+    assert text == "first part. " == provider.expected_reply(messages, options=options)
+    assert stream.result.finish_reason == "stop"
+    assert provider.streams[-1].options == options
+
+
+async def test_max_tokens_before_the_stop_sequence_finishes_with_length():
+    stream = fake().stream(
+        user("[[echo]]one two three four five six STOP"), options=GenerationOptions(max_tokens=2)
+    )
+
+    assert "".join(await collect(stream)) == "one two"
+    assert stream.result.finish_reason == "length"

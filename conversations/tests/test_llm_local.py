@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conversations.llm.base import ChatMessage, LLMError
+from conversations.llm.base import ChatMessage, GenerationOptions, LLMError
 from conversations.llm.llamacpp import LlamaCppProvider, default_model_path
 
 pytestmark = pytest.mark.localmodel
@@ -41,7 +41,7 @@ async def worker_let_go(stream) -> None:
 
 
 async def test_the_local_model_streams_a_non_empty_reply_in_several_deltas(local):
-    stream = local.stream(ask("Say hello to my friend Sam."), max_tokens=12)
+    stream = local.stream(ask("Say hello to my friend Sam."), options=GenerationOptions(max_tokens=12))
 
     deltas = [text async for text in stream]
 
@@ -83,8 +83,10 @@ def test_tokens_are_counted_with_the_models_own_tokenizer(local):
 
 
 async def test_stop_ends_generation_within_one_token_and_the_next_request_starts(local):
-    first = local.stream(ask("Write a very long story about a dragon and a castle."), max_tokens=200)
-    second = local.stream(ask("Name a color."), max_tokens=4)
+    first = local.stream(
+        ask("Write a very long story about a dragon and a castle."), options=GenerationOptions(max_tokens=200)
+    )
+    second = local.stream(ask("Name a color."), options=GenerationOptions(max_tokens=4))
 
     async def read(stream, keep):
         async for text in stream:
@@ -115,7 +117,9 @@ async def test_stop_ends_generation_within_one_token_and_the_next_request_starts
 
 
 async def test_cancelling_the_consuming_task_ends_the_model_loop(local):
-    stream = local.stream(ask("Count from one to one hundred in words."), max_tokens=200)
+    stream = local.stream(
+        ask("Count from one to one hundred in words."), options=GenerationOptions(max_tokens=200)
+    )
     seen = []
 
     async def read():
@@ -141,7 +145,24 @@ async def test_a_prompt_longer_than_the_window_is_context_too_long():
     provider = LlamaCppProvider(model_path=default_model_path(), threads=1, context_tokens=64)
 
     with pytest.raises(LLMError) as caught:
-        async for _ in provider.stream(ask("word " * 200), max_tokens=4):
+        async for _ in provider.stream(ask("word " * 200), options=GenerationOptions(max_tokens=4)):
             pass
 
     assert caught.value.code == "context_too_long"
+
+
+async def test_greedy_sampling_repeats_and_a_stop_sequence_cuts_the_reply_before_it(local):
+    prompt = ask("List five fruits, one per line.")
+    greedy = GenerationOptions(max_tokens=24, temperature=0.0)
+    first = "".join([text async for text in local.stream(prompt, options=greedy)])
+    second = "".join([text async for text in local.stream(prompt, options=greedy)])
+    assert first == second and len(first.split()) >= 3
+    # A word from the middle of the greedy reply becomes the stop sequence.
+    word = first.split()[len(first.split()) // 2]
+    cut = first[: first.index(word)]
+
+    stream = local.stream(prompt, options=GenerationOptions(max_tokens=24, temperature=0.0, stop=[word]))
+    stopped = "".join([text async for text in stream])
+
+    assert stopped == cut
+    assert stream.result.finish_reason == "stop"

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from bench.fake_openai_server import ScriptedOpenAIServer
-from conversations.llm.base import ChatMessage, LLMError
+from conversations.llm.base import ChatMessage, GenerationOptions, LLMError
 from conversations.llm.fake import prompt_token_estimate
 from conversations.llm.openai_compatible import OpenAICompatibleProvider
 
@@ -114,7 +114,9 @@ async def test_sends_the_whole_history_in_order(server):
 
 
 async def test_asks_for_streamed_usage_with_the_chosen_model_and_output_budget(server):
-    await collect(make_provider(server).stream(user("hi"), model="other-model", max_tokens=5))
+    await collect(
+        make_provider(server).stream(user("hi"), model="other-model", options=GenerationOptions(max_tokens=5))
+    )
 
     record = server.last_completion()
     assert (record.stream, record.include_usage, record.model, record.max_tokens) == (
@@ -126,7 +128,9 @@ async def test_asks_for_streamed_usage_with_the_chosen_model_and_output_budget(s
 
 
 async def test_reply_cut_by_max_tokens_finishes_with_length(server):
-    stream = make_provider(server).stream(user("long one [[tokens:50]]"), max_tokens=4)
+    stream = make_provider(server).stream(
+        user("long one [[tokens:50]]"), options=GenerationOptions(max_tokens=4)
+    )
 
     deltas = await collect(stream)
 
@@ -345,3 +349,23 @@ async def test_health_reports_refused_credentials():
             await provider.health()
 
     assert caught.value.code == "auth"
+
+
+async def test_sends_the_sampling_options_and_the_server_stops_at_the_stop_sequence(server):
+    messages = user("[[echo]]keep this|drop this")
+    options = GenerationOptions(max_tokens=40, temperature=0.25, top_p=0.9, stop=("|",))
+    stream = make_provider(server).stream(messages, options=options)
+
+    text = "".join(await collect(stream))
+
+    record = server.last_completion()
+    assert (record.max_tokens, record.temperature, record.top_p, record.stop) == (40, 0.25, 0.9, ["|"])
+    assert text == "keep this" == server.expected_reply(messages, stop=["|"])
+    assert stream.result.finish_reason == "stop"
+
+
+async def test_no_options_sends_no_sampling_fields_and_the_configured_output_cap(server):
+    await collect(make_provider(server).stream(user("defaults")))
+
+    record = server.last_completion()
+    assert (record.max_tokens, record.temperature, record.top_p, record.stop) == (256, None, None, [])

@@ -273,7 +273,7 @@ class RawOutputProvider(LLMProvider):
         super().__init__(model="raw", context_tokens=8192, max_output_tokens=512)
         self.parts = parts
 
-    def stream(self, messages, *, model=None, max_tokens=None):
+    def stream(self, messages, *, model=None, options=None):
         return _Scripted(self.parts)
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from conversations.llm import ProviderUnavailable, build_provider
-from conversations.llm.base import ChatMessage, LLMError, LLMProvider, redact
+from conversations.llm.base import ChatMessage, GenerationOptions, LLMError, LLMProvider, redact
 
 DEFAULT_PROMPT = "Say hello in one short sentence."
 
@@ -63,7 +63,9 @@ class Command(BaseCommand):
                 f"model load: {(time.perf_counter() - loading) * 1000:.0f} ms (once per process)\n"
             )
 
-        stream = provider.stream([ChatMessage(role="user", content=prompt)], max_tokens=max_tokens)
+        stream = provider.stream(
+            [ChatMessage(role="user", content=prompt)], options=GenerationOptions(max_tokens=max_tokens)
+        )
         started = time.perf_counter()
         first: float | None = None
         deltas = 0
