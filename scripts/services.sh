@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL 15, Redis and Chromium are installed and running on
+# Make sure PostgreSQL 15, Redis, Chromium and nginx (the proxy tests and the
+# benchmark run Debian's nginx with deploy/nginx/chat.conf) are installed and running on
 # loopback (a fresh machine runs nothing). Needs root; idempotent.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ apt_install() {
 command -v redis-server >/dev/null || apt_install redis-server
 [ -x /usr/bin/chromium ] || apt_install chromium
 command -v pg_ctlcluster >/dev/null || apt_install postgresql
+[ -x /usr/sbin/nginx ] || apt_install nginx
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   pg_ctlcluster 15 main start
@@ -23,4 +25,4 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --save "" --appendonly no >/dev/null
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
-echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok)"
+echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok), nginx $([ -x /usr/sbin/nginx ] && echo ok)"
