@@ -1,11 +1,17 @@
 """The OpenAI-compatible provider: any Chat Completions server (OpenAI, vLLM, Ollama, llama.cpp, LM Studio).
 
-Streams through the official `openai` SDK with usage requested in the last
-chunk. LLM_TIMEOUT bounds connecting, the first token and every gap between
-tokens (a deadline reset at each token, on top of the HTTP client's own
-timeouts, since a server may keep the socket busy without sending a token).
-The SDK never retries (max_retries=0): a retry after tokens have flowed would
-duplicate text, and before that the user is better told at once.
+Replies stream through a lean reader: one httpx request, the server-sent
+events split by hand and each `data:` line parsed with `json.loads`. The
+official SDK builds a pydantic model per chunk (~110 us a token, the largest
+cost of a reply in docs/perf.md); the reader keeps what the SDK gave us that
+matters: typed errors from the status and the error body, usage requested in
+the last chunk, no retry. The SDK still lists the models (rare, not per token).
+
+LLM_TIMEOUT bounds connecting, the first token and every gap between tokens
+(a deadline reset at each token, on top of the HTTP client's own timeouts,
+since a server may keep the socket busy without sending a token). Nothing is
+retried: a retry after tokens have flowed would duplicate text, and before
+that the user is better told at once.
 """
 
 from __future__ import annotations
@@ -43,10 +49,14 @@ log = structlog.get_logger(__name__)
 
 HEALTH_TIMEOUT = 2.0
 MODELS_CACHE_SECONDS = 60.0
+#: The SDK's own pool size: every open reply holds one connection for its whole stream.
+MAX_CONNECTIONS = 1000
+#: An error body longer than this is cut before it is parsed (it is shown cut anyway).
+MAX_ERROR_BODY = 64 * 1024
 
 
 class OpenAICompatibleProvider(LLMProvider):
-    """Chat Completions over HTTP with the official SDK; one client per event loop."""
+    """Chat Completions over HTTP: replies by the lean reader, model lists by the SDK; clients per event loop."""
 
     name = "openai"
 
@@ -76,6 +86,15 @@ class OpenAICompatibleProvider(LLMProvider):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
         )
+        self._http: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.completions_url = f"{self.base_url}/chat/completions"
+        self._headers = {
+            "Authorization": f"Bearer {api_key or 'not-needed'}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
         self._models: list[str] = []
         self._models_at = float("-inf")
 
@@ -94,6 +113,18 @@ class OpenAICompatibleProvider(LLMProvider):
             self._clients[loop] = client
         return client
 
+    def http(self) -> httpx2.AsyncClient:
+        """The HTTP client replies stream through (this loop's; its connections stay open between replies)."""
+        loop = asyncio.get_running_loop()
+        client = self._http.get(loop)
+        if client is None:
+            client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self.timeout),
+                limits=httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100),
+            )
+            self._http[loop] = client
+        return client
+
     def scrub(self, text: str) -> str:
         """Text safe for logs and users: without our API key or the URL's credentials, whatever shape they have."""
         for secret in self._secrets:
@@ -101,12 +132,12 @@ class OpenAICompatibleProvider(LLMProvider):
         return redact(text)
 
     def map_error(self, exc: BaseException, *, streaming: bool) -> LLMError:
-        """The typed error for an SDK exception; `streaming` once the response has started."""
+        """The typed error for an SDK or HTTP exception; `streaming` once the response has started."""
         if isinstance(exc, LLMError):
             return exc
-        if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx2.TimeoutException):
             return ProviderTimeout(f"The model did not answer within {self.timeout:g} s.")
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
             if streaming:
                 return ProviderError("The connection to the model provider was lost mid-reply.")
             return ProviderUnreachable(
@@ -118,7 +149,7 @@ class OpenAICompatibleProvider(LLMProvider):
         if isinstance(exc, openai.APIError):  # an `error` object sent inside the stream
             code, message = _error_fields(exc.body, exc.message)
             return error_for_status(None, code=code, message=self.scrub(message))
-        if isinstance(exc, json.JSONDecodeError):
+        if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | TypeError | AttributeError):
             return ProviderError("The model provider sent a malformed stream.")
         return ProviderError(f"Unexpected error from the model provider: {type(exc).__name__}.")
 
@@ -172,6 +203,17 @@ class OpenAICompatibleProvider(LLMProvider):
         return self._models
 
 
+def status_error(provider: OpenAICompatibleProvider, status: int, body: bytes, reason: str) -> LLMError:
+    """The typed error for an HTTP error response, from its status and OpenAI-style JSON body."""
+    try:
+        parsed: object = json.loads(body[:MAX_ERROR_BODY])
+    except ValueError:
+        parsed = None
+    fallback = body[:300].decode("utf-8", "replace").strip() if parsed is None else reason
+    code, message = _error_fields(parsed, fallback or reason)
+    return error_for_status(status, code=code, message=provider.scrub(message))
+
+
 def _error_fields(body: object, fallback: str) -> tuple[str | None, str]:
     """The provider's error code and message from an OpenAI-style error body."""
     if isinstance(body, dict):
@@ -200,7 +242,7 @@ def discover_model(*, base_url: str, api_key: str, timeout: float) -> str:
 
 
 class OpenAIStream(IteratorStream):
-    """One streamed chat completion; closing it closes the HTTP response at once."""
+    """One streamed chat completion, read by hand; closing it closes the HTTP response at once."""
 
     def __init__(
         self,
@@ -219,18 +261,31 @@ class OpenAIStream(IteratorStream):
 
     def _interrupt(self) -> None:
         # Fire the pending deadline now: the iterating task's read is cancelled
-        # there, the SDK closes the response, and `_generate` ends quietly.
+        # there, the response is closed, and `_generate` ends quietly.
         deadline = self._deadline
         if deadline is not None:
             with contextlib.suppress(RuntimeError):  # RuntimeError: already leaving the deadline
                 deadline.reschedule(asyncio.get_running_loop().time())
+
+    def _body(self, model: str) -> bytes:
+        provider = self.provider
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.options.sampling(),
+        }
+        if self.options.max_tokens or provider.max_output_tokens:
+            body["max_tokens"] = self.options.max_tokens or provider.max_output_tokens
+        return json.dumps(body).encode()
 
     async def _generate(self) -> AsyncIterator[str]:
         provider = self.provider
         loop = asyncio.get_running_loop()
         timeout = provider.timeout
         deadline = loop.time() + timeout
-        sdk_stream: Any = None
+        response: httpx2.Response | None = None
         deltas = 0
         reported: Usage | None = None
         finish_reason = ""
@@ -239,26 +294,32 @@ class OpenAIStream(IteratorStream):
                 model = self.model or await provider.resolve_model()
                 if not model:
                     raise ProviderError("No model is configured (set LLM_MODEL) and the server lists none.")
-                options = self.options.sampling()
-                if self.options.max_tokens or provider.max_output_tokens:
-                    options["max_tokens"] = self.options.max_tokens or provider.max_output_tokens
+                client = provider.http()
+                request = client.build_request(
+                    "POST", provider.completions_url, content=self._body(model), headers=provider._headers
+                )
                 async with asyncio.timeout_at(deadline) as self._deadline:
-                    sdk_stream = await provider.client().chat.completions.create(
-                        model=model,
-                        messages=[{"role": m.role, "content": m.content} for m in self.messages],
-                        stream=True,
-                        stream_options={"include_usage": True},
-                        **options,
-                    )
+                    response = await client.send(request, stream=True)
+                    if response.status_code >= 400:
+                        body = await response.aread()
+                        raise status_error(provider, response.status_code, body, response.reason_phrase)
             except Exception as exc:
                 if self.closed:
                     return
                 raise self._fail(exc, streaming=False) from None
+            finally:
+                self._deadline = None
 
-            while True:
+            # Server-sent events, by hand: lines end at \n (or \r\n), an event at a blank line;
+            # only `data:` matters here (comments, `event:`, `id:` are skipped).
+            chunks = response.aiter_bytes()
+            buffer = b""
+            data: list[bytes] = []
+            ended = False
+            while not ended:
                 try:
                     async with asyncio.timeout_at(deadline) as self._deadline:
-                        chunk = await sdk_stream.__anext__()
+                        raw = await anext(chunks)
                 except StopAsyncIteration:
                     break
                 except Exception as exc:
@@ -267,16 +328,43 @@ class OpenAIStream(IteratorStream):
                     raise self._fail(exc, streaming=True) from None
                 finally:
                     self._deadline = None
-                if chunk.usage is not None:
-                    reported = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens or 0,
-                        completion_tokens=chunk.usage.completion_tokens or 0,
-                    )
-                for choice in chunk.choices or ():
-                    text = choice.delta.content if choice.delta is not None else None
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-                    if text:
+                buffer += raw
+                if b"\n" not in raw:
+                    continue
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    if line.startswith(b"data:"):
+                        data.append(line[6:] if line[5:6] == b" " else line[5:])
+                        continue
+                    if line or not data:
+                        continue
+                    event, data = b"\n".join(data), []
+                    if event == b"[DONE]":
+                        ended = True
+                        break
+                    try:
+                        chunk = json.loads(event)
+                        if "error" in chunk:
+                            code, message = _error_fields(chunk, "")
+                            raise error_for_status(None, code=code, message=provider.scrub(message))
+                        usage = chunk.get("usage")
+                        if usage:
+                            reported = Usage(
+                                prompt_tokens=usage.get("prompt_tokens") or 0,
+                                completion_tokens=usage.get("completion_tokens") or 0,
+                            )
+                        texts = []
+                        for choice in chunk.get("choices") or ():
+                            if choice.get("finish_reason"):
+                                finish_reason = choice["finish_reason"]
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                texts.append(text)
+                    except Exception as exc:
+                        raise self._fail(exc, streaming=True) from None
+                    for text in texts:
                         deltas += 1
                         self.result.usage.completion_tokens = deltas
                         yield text
@@ -297,8 +385,8 @@ class OpenAIStream(IteratorStream):
                 completion_tokens=deltas,
                 estimated=True,
             )
-            if sdk_stream is not None:
-                await sdk_stream.close()
+            if response is not None:
+                await response.aclose()
 
     def _fail(self, exc: BaseException, *, streaming: bool) -> LLMError:
         error = self.provider.map_error(exc, streaming=streaming)

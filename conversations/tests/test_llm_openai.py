@@ -369,3 +369,49 @@ async def test_no_options_sends_no_sampling_fields_and_the_configured_output_cap
 
     record = server.last_completion()
     assert (record.max_tokens, record.temperature, record.top_p, record.stop) == (256, None, None, [])
+
+
+async def serve_raw_sse(events: bytes, *, piece: int):
+    """A bare HTTP server answering one chat completion with `events`, written `piece` bytes at a time."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        for start in range(0, len(events), piece):
+            writer.write(events[start : start + piece])
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+async def test_the_reader_takes_crlf_comments_other_fields_and_any_packet_boundaries(piece):
+    chunk = '{"choices":[{"index":0,"delta":{"content":%s},"finish_reason":%s}]}'
+    events = (
+        b": keep-alive comment\r\n\r\n"
+        + b"event: message\r\nid: 1\r\ndata: " + (chunk % ('"Hello"', "null")).encode() + b"\r\n\r\n"
+        + b"data:" + (chunk % ('", w\\u00f6rld\\n"', "null")).encode() + b"\n\n"
+        + b"retry: 10\n\n"
+        + b"data: " + (chunk % ("null", '"stop"')).encode() + b"\n\n"
+        + b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+        + b"data: [DONE]\n\n"
+    )  # fmt: skip
+    server = await serve_raw_sse(events, piece=piece)
+    port = server.sockets[0].getsockname()[1]
+    provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=5)
+    try:
+        stream = provider.stream(user("hi"))
+        deltas = await collect(stream)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert deltas == ["Hello", ", wörld\n"]
+    assert stream.result.finish_reason == "stop"
+    assert (stream.result.usage.prompt_tokens, stream.result.usage.completion_tokens) == (3, 2)
+    assert stream.result.usage.estimated is False
