@@ -16,4 +16,6 @@ from conversations.views import sidebar_context
 @login_required
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/settings.html", {**sidebar_context(request, archived=False), "settings_view": True})
+    return render(
+        request, "accounts/settings.html", {**sidebar_context(request, archived=False), "settings_view": True}
+    )
