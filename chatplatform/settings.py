@@ -232,6 +232,8 @@ CHAT_STALE_AFTER_SECONDS = env.float("CHAT_STALE_AFTER_SECONDS", default=20.0)
 CHAT_HISTORY_PAGE = env.int("CHAT_HISTORY_PAGE", default=50)
 # Title a conversation with the model after its first exchange (else its first words).
 CHAT_TITLE_FROM_MODEL = env.bool("CHAT_TITLE_FROM_MODEL", default=True)
+# Conversations per page of the sidebar (more load as one scrolls) and of search results.
+CHAT_SIDEBAR_PAGE = env.int("CHAT_SIDEBAR_PAGE", default=50)
 
 # --- data lifecycle --------------------------------------------------------
 # `manage.py purge_old_conversations` deletes conversations idle for longer

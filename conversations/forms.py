@@ -49,6 +49,10 @@ class ArchiveForm(forms.Form):
     archived = forms.BooleanField(required=False)
 
 
+class PinForm(forms.Form):
+    pinned = forms.BooleanField(required=False)
+
+
 class ConversationSettingsForm(forms.Form):
     """The model (one of the provider's) and the system prompt of one conversation."""
 

@@ -37,11 +37,19 @@ class Conversation(models.Model):
     model = models.CharField(max_length=200, blank=True, default="")
     system_prompt = models.TextField(blank=True, default="")
     archived = models.BooleanField(default=False)
+    # Pinned conversations head the sidebar, whatever their age.
+    pinned = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # The sidebar's pages: (pinned, updated_at, id) keyset per owner and shelf.
+            models.Index(
+                fields=["owner", "archived", "-pinned", "-updated_at", "-id"], name="conversation_sidebar"
+            ),
+        ]
         ordering = ["-updated_at"]
 
     def __str__(self) -> str:
@@ -81,6 +89,11 @@ class Conversation(models.Model):
 
     def touch(self) -> None:
         Conversation.objects.filter(pk=self.pk).update(updated_at=timezone.now())
+
+    def set_pinned(self, pinned: bool) -> None:
+        """Pin or unpin; the conversation keeps its place in time (updated_at is left alone)."""
+        Conversation.objects.filter(pk=self.pk).update(pinned=pinned)
+        self.pinned = pinned
 
 
 class MessageQuerySet(models.QuerySet):

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from conversations.models import Conversation, Message
 
 
-def conversation_list(*, user, query: str = "", archived: bool = False) -> QuerySet[Conversation]:
-    """The user's conversations, newest first; `query` matches titles and message content."""
-    conversations = Conversation.objects.filter(owner=user, archived=archived)
-    query = query.strip()
-    if query:
-        in_messages = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
-        conversations = conversations.filter(Q(title__icontains=query) | Exists(in_messages))
-    return conversations.order_by("-updated_at")
+def conversation_list(*, user, archived: bool = False) -> QuerySet[Conversation]:
+    """The user's conversations, newest first (search: `conversations.search`)."""
+    return Conversation.objects.filter(owner=user, archived=archived).order_by("-updated_at")
 
 
 def conversation_get(*, user, conversation_id: uuid.UUID | str) -> Conversation:
@@ -44,3 +43,81 @@ def conversation_history(
     page = ids[-limit:]
     by_id = Message.objects.in_bulk(page)
     return [by_id[i] for i in page if i in by_id], len(ids) > len(page)
+
+
+# --- the sidebar ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SidebarGroup:
+    key: str  # "pinned", "today", "yesterday", "week", "month", or "YYYY-MM"
+    label: str
+    conversations: list[Conversation]
+
+
+@dataclass(frozen=True)
+class SidebarPage:
+    groups: list[SidebarGroup]
+    next_cursor: str  # "" when this page is the last
+
+
+def conversation_page(
+    *, user, archived: bool = False, cursor: str = "", limit: int | None = None
+) -> SidebarPage:
+    """One page of the sidebar, grouped by date; the first page starts with every pinned one.
+
+    Pages are cut by keyset on (updated_at, id), so a conversation that moves
+    while someone scrolls is neither shown twice nor skipped below the cut.
+    Raises ValueError for a cursor this function did not make.
+    """
+    limit = limit or settings.CHAT_SIDEBAR_PAGE
+    conversations = Conversation.objects.filter(owner=user, archived=archived)
+    groups: list[SidebarGroup] = []
+    rest = conversations.filter(pinned=False)
+    if cursor:
+        moment, conversation_id = _parse_cursor(cursor)
+        rest = rest.filter(Q(updated_at__lt=moment) | Q(updated_at=moment, id__lt=conversation_id))
+    else:
+        pinned = list(conversations.filter(pinned=True).order_by("-updated_at", "-id"))
+        if pinned:
+            groups.append(SidebarGroup("pinned", "Pinned", pinned))
+    page = list(rest.order_by("-updated_at", "-id")[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    groups.extend(_by_date(page))
+    next_cursor = f"{page[-1].updated_at.isoformat()}|{page[-1].id}" if more else ""
+    return SidebarPage(groups=groups, next_cursor=next_cursor)
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    moment_text, _, id_text = cursor.partition("|")
+    moment = datetime.fromisoformat(moment_text)
+    if moment.tzinfo is None:
+        raise ValueError("a cursor carries an aware time")
+    return moment, uuid.UUID(id_text)
+
+
+def date_group(moment: datetime, *, today: date) -> tuple[str, str]:
+    """(key, label) of the group a conversation last active at `moment` belongs to."""
+    day = timezone.localtime(moment).date()
+    age = (today - day).days
+    if age <= 0:
+        return "today", "Today"
+    if age == 1:
+        return "yesterday", "Yesterday"
+    if age <= 7:
+        return "week", "Previous 7 days"
+    if age <= 30:
+        return "month", "Previous 30 days"
+    return f"{day:%Y-%m}", date_format(day, "F Y")
+
+
+def _by_date(conversations: list[Conversation]) -> list[SidebarGroup]:
+    today = timezone.localdate()
+    groups: list[SidebarGroup] = []
+    for conversation in conversations:
+        key, label = date_group(conversation.updated_at, today=today)
+        if not groups or groups[-1].key != key:
+            groups.append(SidebarGroup(key, label, []))
+        groups[-1].conversations.append(conversation)
+    return groups

@@ -13,11 +13,13 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("", views.home, name="home"),
     path("archived/", views.archived_list, name="archived"),
+    path("conversations/", views.conversation_list_fragment, name="conversation-list"),
     path("c/new/", views.conversation_new, name="conversation-new"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("c/<uuid:conversation_id>/messages/", views.conversation_messages, name="conversation-messages"),
     path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation-rename"),
     path("c/<uuid:conversation_id>/archive/", views.conversation_archive, name="conversation-archive"),
+    path("c/<uuid:conversation_id>/pin/", views.conversation_pin, name="conversation-pin"),
     path("c/<uuid:conversation_id>/settings/", views.conversation_settings, name="conversation-settings"),
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation-delete"),
     path(

@@ -19,7 +19,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,15 +30,18 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from conversations import llm, services
 from conversations.events import conversation_payload
 from conversations.exports import conversation_to_dict, conversation_to_markdown
-from conversations.forms import ArchiveForm, ConversationSettingsForm, RenameForm, SignupForm
+from conversations.forms import ArchiveForm, ConversationSettingsForm, PinForm, RenameForm, SignupForm
 from conversations.llm.base import LLMError
 from conversations.models import Conversation, Message
-from conversations.selectors import conversation_get, conversation_history, conversation_list
+from conversations.search import conversation_search
+from conversations.selectors import (
+    conversation_get,
+    conversation_history,
+    conversation_list,
+    conversation_page,
+)
 
 log = structlog.get_logger(__name__)
-
-# The sidebar shows this many conversations; search reaches the rest.
-SIDEBAR_LIMIT = 100
 # The provider's model list is asked at most this often per cache, and never
 # allowed to hold up a page for long.
 MODELS_CACHE_SECONDS = 60
@@ -98,7 +101,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     messages, has_earlier = conversation_history(conversation=conversation)
     context = {
-        **sidebar_context(request, archived=False),
+        **sidebar_context(request, archived=False, current_id=conversation.id),
         "conversation": conversation,
         "messages": messages,
         "has_earlier": has_earlier,
@@ -207,6 +210,19 @@ def conversation_export(request: HttpRequest, conversation_id: uuid.UUID, fmt: s
     return response
 
 
+@login_required
+@require_POST
+def conversation_pin(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    form = PinForm(request.POST)
+    form.is_valid()  # a boolean field: anything but a true value means false
+    conversation.set_pinned(form.cleaned_data.get("pinned", False))
+    log.info("conversation_pinned", conversation_id=str(conversation.id), pinned=conversation.pinned)
+    if _wants_json(request):
+        return JsonResponse({"conversation": {"id": str(conversation.id), "pinned": conversation.pinned}})
+    return _done(request, conversation)
+
+
 @never_cache
 @login_required
 @require_GET
@@ -214,13 +230,74 @@ def archived_list(request: HttpRequest) -> HttpResponse:
     return render(request, "conversations/archived.html", sidebar_context(request, archived=True))
 
 
+@never_cache
+@login_required
+@require_GET
+def conversation_list_fragment(request: HttpRequest) -> HttpResponse:
+    """The sidebar's list as an HTML fragment: a page of it (`?after=`), or search results
+    (`?q=`, `&offset=`). `X-Next-Url` is the next page's URL, empty after the last."""
+    try:
+        current = uuid.UUID(request.GET.get("current", ""))
+    except ValueError:
+        current = None
+    context = sidebar_context(request, archived=request.GET.get("archived") == "1", current_id=current)
+    response = render(request, "conversations/_sidebar_groups.html", context)
+    response["X-Next-Url"] = context["sidebar_next_url"]
+    return response
+
+
 # --- helpers -------------------------------------------------------------------
 
 
-def sidebar_context(request: HttpRequest, *, archived: bool) -> dict:
+def sidebar_context(request: HttpRequest, *, archived: bool, current_id: uuid.UUID | None = None) -> dict:
+    """The sidebar's first page (or the page `?after=` names), or search results for `?q=`.
+
+    Pages go on without end: `sidebar_next_url` fetches the next one as a fragment,
+    `sidebar_more_href` shows it as a page (without JavaScript).
+    """
     query = request.GET.get("q", "").strip()
-    conversations = conversation_list(user=request.user, query=query, archived=archived)
-    return {"sidebar_conversations": conversations[:SIDEBAR_LIMIT], "query": query, "archived_view": archived}
+    limit = settings.CHAT_SIDEBAR_PAGE
+    groups, hits, following = [], None, None
+    first_page = not (request.GET.get("after") or request.GET.get("offset"))
+    if query:
+        try:
+            offset = max(0, int(request.GET.get("offset", "0")))
+        except ValueError:
+            offset = 0
+        hits, more = conversation_search(
+            user=request.user, query=query, archived=archived, offset=offset, limit=limit
+        )
+        if more:
+            following = {"q": query, "offset": str(offset + limit)}
+    else:
+        try:
+            page = conversation_page(
+                user=request.user, archived=archived, cursor=request.GET.get("after", "")
+            )
+        except ValueError:  # a cursor we did not make: start at the top
+            page = conversation_page(user=request.user, archived=archived)
+        groups = page.groups
+        if page.next_cursor:
+            following = {"after": page.next_cursor}
+    next_url = more_href = ""
+    if following:
+        params = QueryDict(mutable=True)
+        params.update(following)
+        more_href = f"{request.path}?{params.urlencode()}"
+        params["archived"] = "1" if archived else "0"
+        if current_id is not None:
+            params["current"] = str(current_id)
+        next_url = f"{reverse('conversation-list')}?{params.urlencode()}"
+    return {
+        "sidebar_groups": groups,
+        "sidebar_hits": hits,
+        "sidebar_next_url": next_url,
+        "sidebar_more_href": more_href,
+        "sidebar_first_page": first_page,
+        "query": query,
+        "archived_view": archived,
+        "current_id": current_id,
+    }
 
 
 def _settings_form(conversation: Conversation, data=None) -> ConversationSettingsForm:

@@ -57,9 +57,10 @@ def page(client, conversation, **params):
 
 
 def sidebar(response) -> str:
+    """The sidebar's list as text (search marks and all other tags removed)."""
     content = response.content.decode()
     start = content.index('id="conversation-list"')
-    return content[start : content.index("</ul>", start)]
+    return re.sub(r"<[^>]+>", "", content[start : content.index('id="sidebar-more"', start)])
 
 
 def signup(client, username="bob"):

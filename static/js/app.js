@@ -10,11 +10,13 @@ import { History } from "./history.js";
 import { setupMenus } from "./menu.js";
 import { keepPinned } from "./scroll.js";
 import { setupSidebar } from "./sidebar.js";
+import { setupSidebarList } from "./sidebarlist.js";
 import { ChatSocket } from "./socket.js";
 import { showConnection } from "./status.js";
 import { Transcript } from "./transcript.js";
 
 setupSidebar();
+setupSidebarList();
 setupMenus();
 
 const main = document.getElementById("main");

@@ -10,12 +10,16 @@ export function applyConversation(conversation) {
   if (heading) heading.textContent = title;
   document.title = `${title} · Chat`;
   for (const link of document.querySelectorAll(`[data-conversation-link="${CSS.escape(conversation.id)}"]`)) {
-    link.textContent = title;
-    // The list is newest first: a conversation that just changed moves to the top.
+    (link.querySelector(".conversation-item__title") || link).textContent = title;
+    // The list is newest first: a conversation that just changed moves to the
+    // top of Today (a pinned one to the top of Pinned; search results stay put).
     const item = link.closest("li");
-    if (item && item.parentElement && item.parentElement.firstElementChild !== item) {
-      item.parentElement.prepend(item);
-    }
+    const group = link.closest("section[data-group]");
+    const key = group ? group.dataset.group : "";
+    const target =
+      key === "pinned" || key === "today" ? group : key === "results" ? null : document.querySelector('section[data-group="today"]');
+    const ul = target && target.querySelector("ul");
+    if (item && ul && ul.firstElementChild !== item) ul.prepend(item);
   }
 
   // Never overwrite what someone is typing.

@@ -48,6 +48,7 @@ OWNER_FREE_ROUTES = {
     "": "redirects to one's own latest conversation",
     "archived/": "lists one's own archived conversations",
     "c/new/": "creates a conversation owned by the requester",
+    "conversations/": "the sidebar fragment: lists and searches one's own conversations",
     "settings/": "the requester's own settings page",
     "settings/data/export/": "downloads the requester's own data (accounts/tests/test_data_lifecycle.py)",
     "settings/delete-account/": "deletes the requester's own account, password-confirmed, POST with CSRF",
