@@ -24,7 +24,7 @@ if (BASE_DIR / ".env").is_file() and not os.environ.get("CHATPLATFORM_IGNORE_DOT
 # `FOO=` line left in a .env or a compose file must not become "".
 for _name, _value in list(os.environ.items()):
     if _value.strip() == "" and (
-        _name.startswith(("APP_", "LLM_", "CHAT_", "POSTGRES_", "LOG_", "SECURE_"))
+        _name.startswith(("APP_", "LLM_", "CHAT_", "POSTGRES_", "LOG_", "SECURE_", "DOCUMENTS_"))
         or _name
         in {
             "DEBUG",
@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "ops",
     "conversations",
     "accounts",
+    "documents",
 ]
 
 MIDDLEWARE = [
@@ -239,3 +240,30 @@ CHAT_SIDEBAR_PAGE = env.int("CHAT_SIDEBAR_PAGE", default=50)
 # `manage.py purge_old_conversations` deletes conversations idle for longer
 # than this many days; 0 keeps them forever.
 CHAT_RETENTION_DAYS = env.int("CHAT_RETENTION_DAYS", default=0)
+
+# --- documents (attachments) -------------------------------------------------
+# Where uploaded files live: any Django storage backend (dotted path) and its
+# OPTIONS as JSON; by default a local directory beside the checkout.
+DOCUMENTS_STORAGE_BACKEND = env.str(
+    "DOCUMENTS_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+)
+DOCUMENTS_STORAGE_OPTIONS = env.json(
+    "DOCUMENTS_STORAGE_OPTIONS", default={"location": str(BASE_DIR / "media" / "attachments")}
+)
+STORAGES["attachments"] = {"BACKEND": DOCUMENTS_STORAGE_BACKEND, "OPTIONS": DOCUMENTS_STORAGE_OPTIONS}
+# Limits every uploaded file is held to (the file is refused, never cut short).
+DOCUMENTS_MAX_BYTES = env.int("DOCUMENTS_MAX_BYTES", default=20 * 1024 * 1024)
+DOCUMENTS_MAX_PAGES = env.int("DOCUMENTS_MAX_PAGES", default=500)
+DOCUMENTS_MAX_TEXT_CHARS = env.int("DOCUMENTS_MAX_TEXT_CHARS", default=2_000_000)
+DOCUMENTS_MAX_UNCOMPRESSED_BYTES = env.int("DOCUMENTS_MAX_UNCOMPRESSED_BYTES", default=100 * 1024 * 1024)
+DOCUMENTS_MAX_PER_CONVERSATION = env.int("DOCUMENTS_MAX_PER_CONVERSATION", default=20)
+# Threads per process that extract and index uploads (never the event loop's).
+DOCUMENTS_WORKERS = env.int("DOCUMENTS_WORKERS", default=2)
+# Chunks of about this many characters, each repeating the end of the one before.
+DOCUMENTS_CHUNK_CHARS = env.int("DOCUMENTS_CHUNK_CHARS", default=1200)
+DOCUMENTS_CHUNK_OVERLAP_CHARS = env.int("DOCUMENTS_CHUNK_OVERLAP_CHARS", default=200)
+# Retrieval: tokens of passages a reply's context may carry, and at most this many passages.
+DOCUMENTS_CONTEXT_TOKENS = env.int("DOCUMENTS_CONTEXT_TOKENS", default=2000)
+DOCUMENTS_TOP_K = env.int("DOCUMENTS_TOP_K", default=5)
+# A paste longer than this (characters) is offered as an attachment instead.
+DOCUMENTS_PASTE_CHARS = env.int("DOCUMENTS_PASTE_CHARS", default=4000)
