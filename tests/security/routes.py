@@ -10,6 +10,8 @@ from django.urls import URLResolver, get_resolver
 
 from conversations.models import Conversation, UsageEvent
 
+UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
+
 
 @dataclass(frozen=True)
 class Route:
@@ -28,7 +30,13 @@ class Route:
             path = "admin/" + values.get("app_label", "conversations") + "/"
         elif path == "admin/(?P<url>.*)$":
             path = "admin/no-such-page/"
-        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values.get(m.group(1), "1"), path)
+        # A parameter not given: "1", or (for a uuid converter) a well-formed id that
+        # matches nothing, so the route still resolves and its view really runs.
+        path = re.sub(
+            r"<(?:(\w+):)?(\w+)>",
+            lambda m: values.get(m.group(2), UNKNOWN_UUID if m.group(1) == "uuid" else "1"),
+            path,
+        )
         return "/" + path
 
 
