@@ -24,6 +24,8 @@ from conversations import exports
 from conversations.admin_usage import usage_view
 from conversations.models import Conversation, Message, UsageEvent
 from conversations.rendering import render_markdown
+from documents.admin import AttachmentInline
+from documents.models import Attachment
 
 
 def _rendered(text: str) -> SafeString:
@@ -78,7 +80,11 @@ class ReadOnlyAdminMixin:
 
 # Rows that belong to a conversation or a user and go with it. Their own admins
 # refuse deletion, which would otherwise block deleting their owner.
-_CASCADED_CHAT_ROWS = {str(Message._meta.verbose_name), str(UsageEvent._meta.verbose_name)}
+_CASCADED_CHAT_ROWS = {
+    str(Message._meta.verbose_name),
+    str(UsageEvent._meta.verbose_name),
+    str(Attachment._meta.verbose_name),
+}
 
 
 class CascadeChatRowsMixin:
@@ -213,7 +219,7 @@ class ConversationAdmin(CascadeChatRowsMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    inlines = [MessageInline, UsageEventInline]
+    inlines = [MessageInline, UsageEventInline, AttachmentInline]
     actions = ["export_json", "export_markdown"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:

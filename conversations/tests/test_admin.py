@@ -238,6 +238,8 @@ def test_saving_the_change_form_changes_the_title_but_never_message_content(admi
         "messages-0-content": "Tampered",
         "usage_events-TOTAL_FORMS": "0",
         "usage_events-INITIAL_FORMS": "0",
+        "attachments-TOTAL_FORMS": "0",
+        "attachments-INITIAL_FORMS": "0",
     }
 
     response = admin_client.post(change_url(conversation), form)
