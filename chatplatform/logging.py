@@ -7,8 +7,11 @@ import logging.config
 
 import structlog
 
+from chatplatform.tracing import add_trace_ids
+
 _SHARED = [
     structlog.contextvars.merge_contextvars,
+    add_trace_ids,  # trace_id/span_id link a line to its trace (when traces are on)
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

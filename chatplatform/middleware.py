@@ -10,6 +10,7 @@ import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
+from chatplatform import tracing
 from ops import metrics
 
 log = structlog.get_logger("chatplatform.access")
@@ -60,6 +61,9 @@ class RequestContextMiddleware(HybridMiddleware):
         request_id = _request_id(request)
         request.request_id = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        # The request's span (the Django instrumentation's, outside this middleware)
+        # carries the id the logs and the response carry.
+        tracing.set_attributes(request_id=request_id)
         return request_id, time.perf_counter()
 
     def _finish(self, request: HttpRequest, response: HttpResponse, request_id: str, started: float) -> None:
@@ -67,6 +71,7 @@ class RequestContextMiddleware(HybridMiddleware):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             structlog.contextvars.bind_contextvars(user_id=user.pk)
+            tracing.set_attributes(user_id=user.pk)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         metrics.HTTP_REQUESTS.labels(method=request.method, status=str(response.status_code)).inc()
         log.info(

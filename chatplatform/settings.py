@@ -24,7 +24,7 @@ if (BASE_DIR / ".env").is_file() and not os.environ.get("CHATPLATFORM_IGNORE_DOT
 # `FOO=` line left in a .env or a compose file must not become "".
 for _name, _value in list(os.environ.items()):
     if _value.strip() == "" and (
-        _name.startswith(("APP_", "LLM_", "CHAT_", "POSTGRES_", "LOG_", "SECURE_", "DOCUMENTS_"))
+        _name.startswith(("APP_", "LLM_", "CHAT_", "POSTGRES_", "LOG_", "SECURE_", "DOCUMENTS_", "OTEL_"))
         or _name
         in {
             "DEBUG",
@@ -267,3 +267,11 @@ DOCUMENTS_CONTEXT_TOKENS = env.int("DOCUMENTS_CONTEXT_TOKENS", default=2000)
 DOCUMENTS_TOP_K = env.int("DOCUMENTS_TOP_K", default=5)
 # A paste longer than this (characters) is offered as an attachment instead.
 DOCUMENTS_PASTE_CHARS = env.int("DOCUMENTS_PASTE_CHARS", default=4000)
+
+# --- traces ----------------------------------------------------------------
+# OpenTelemetry over OTLP/HTTP (chatplatform/tracing.py), off unless an
+# endpoint is set; the SDK reads the other standard OTEL_* variables itself
+# (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED...).
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="chatplatform")

@@ -1,0 +1,190 @@
+"""OpenTelemetry traces: off unless an OTLP endpoint is configured, and one small API for our own spans.
+
+`configure()` runs once per process (ops.apps.OpsConfig.ready). When
+`OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+set and `OTEL_SDK_DISABLED` is not, it installs the SDK with a batching
+OTLP/HTTP exporter (which reads the standard `OTEL_EXPORTER_OTLP_*`
+variables itself: headers, timeout, compression) and instruments Django
+(one server span per HTTP request), psycopg (each query), redis (each
+command) and httpx (each provider request). Our own code adds spans with
+
+    with tracing.span("chat.generation", conversation_id=..., message_id=...) as span:
+        span.set_attribute("chat.ttft_ms", 41)
+
+Keyword attributes are namespaced `chat.<name>`; `attributes={...}` passes
+names as they are (e.g. `gen_ai.request.model`). Off, `span()` yields a
+shared do-nothing span and costs one boolean test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_enabled = False
+_tracer = None
+
+
+class _NoSpan:
+    """What `span()` yields when tracing is off: every method a span offers, doing nothing."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        pass
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        pass
+
+    def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_status(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def is_recording(self) -> bool:
+        return False
+
+
+NO_SPAN = _NoSpan()
+
+
+def wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for traces (the standard OTEL_* variables)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    )
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def _sampler():
+    """Every trace that starts at a request, a socket frame or a reply; never one that
+    would start at a bare database or Redis call (the channel layer's receive loop
+    polls Redis forever, and each poll would be a trace of its own)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
+    from opentelemetry.trace import SpanKind
+
+    class NoOrphanClientSpans(Sampler):
+        def should_sample(
+            self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+        ):
+            if kind == SpanKind.CLIENT:
+                return SamplingResult(Decision.DROP)
+            return ALWAYS_ON.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        def get_description(self) -> str:
+            return "NoOrphanClientSpans"
+
+    return ParentBased(root=NoOrphanClientSpans())
+
+
+def configure(*, app_env: str, service_name: str = "chatplatform") -> bool:
+    """Install the SDK, the exporter and the instrumentations when the environment asks
+    for traces; idempotent. True when traces are on."""
+    global _enabled, _tracer
+    if _enabled or not wanted():
+        return _enabled
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, win over these defaults.
+    resource = Resource.create({"service.name": service_name, "deployment.environment.name": app_env})
+    provider = TracerProvider(resource=resource, sampler=_sampler())
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    DjangoInstrumentor().instrument(tracer_provider=provider)
+    PsycopgInstrumentor().instrument(tracer_provider=provider)
+    RedisInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    _tracer = trace.get_tracer("chatplatform")
+    _enabled = True
+    log.info("tracing_configured", service_name=resource.attributes.get("service.name"))
+    return True
+
+
+def _attributes(names: Mapping[str, Any], exact: Mapping[str, Any] | None) -> dict[str, Any]:
+    merged = {f"chat.{key}": value for key, value in names.items() if value is not None}
+    merged.update({key: value for key, value in (exact or {}).items() if value is not None})
+    return {key: _plain(value) for key, value in merged.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Span attributes are str, bool, int, float or sequences of them; anything else (a UUID) as text."""
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+@contextlib.contextmanager
+def span(
+    name: str, *, kind: str = "internal", attributes: Mapping[str, Any] | None = None, **names: Any
+) -> Iterator[Any]:
+    """A span around the block, child of the current one; `kind` is internal, server or client.
+    An exception leaving the block is recorded on it. Off: yields NO_SPAN."""
+    if not _enabled:
+        yield NO_SPAN
+        return
+    from opentelemetry.trace import SpanKind
+
+    with _tracer.start_as_current_span(
+        name, kind=getattr(SpanKind, kind.upper()), attributes=_attributes(names, attributes)
+    ) as current:
+        yield current
+
+
+def set_attributes(*, attributes: Mapping[str, Any] | None = None, **names: Any) -> None:
+    """Add attributes to the current span (e.g. the request's span from a view or middleware)."""
+    if not _enabled:
+        return
+    from opentelemetry import trace
+
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes(_attributes(names, attributes))
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of the current span in hex, as collectors show them; None when off."""
+    if not _enabled:
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def add_trace_ids(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: `trace_id` and `span_id` on every line logged inside a span."""
+    ids = current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
