@@ -176,3 +176,51 @@ def test_the_last_administrator_cannot_delete_their_account():
     assert get_user_model().objects.filter(pk=admin.pk).exists()
     make_user("deputy", is_superuser=True, is_staff=True)
     assert signed_in(admin).post(reverse("account-delete"), {"secret": PASSWORD}).status_code == 200
+
+
+# --- attachments (the documents app) ------------------------------------------
+
+
+@pytest.fixture
+def alices_file(alice, settings, tmp_path):
+    """An attachment of Alice's, stored in a directory of this test's own."""
+    import copy
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from documents import services as documents
+
+    location = tmp_path / "attachments"
+    storages = copy.deepcopy(settings.STORAGES)
+    storages["attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(location)},
+    }
+    settings.STORAGES = storages
+    conversation = Conversation.objects.get(owner=alice, title="Trip")
+    attachment = documents.attachment_create(
+        conversation=conversation, user=alice, upload=SimpleUploadedFile("notes.txt", b"pack the skis")
+    )
+    return attachment, location
+
+
+def stored(location) -> list:
+    return [p for p in location.rglob("*") if p.is_file()] if location.exists() else []
+
+
+def test_download_carries_each_attachment_and_its_file(alices_file):
+    attachment, _ = alices_file
+    data, archive = download(signed_in(attachment.owner))
+    (listed,) = [a for c in data["conversations"] for a in c["attachments"]]
+    assert listed["id"] == str(attachment.id) and listed["name"] == "notes.txt"
+    assert archive.read(listed["file"]) == b"pack the skis"
+
+
+def test_deleting_the_account_deletes_the_files_too(alices_file, django_capture_on_commit_callbacks):
+    attachment, location = alices_file
+    assert len(stored(location)) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in(attachment.owner).post(reverse("account-delete"), {"secret": PASSWORD})
+    assert response.status_code == 200
+    assert stored(location) == []
+    assert rows_referencing_user(attachment.owner_id) == {}
