@@ -1,4 +1,11 @@
-"""The ASGI entry point: HTTP to Django; WebSockets through Origin and session checks."""
+"""The ASGI entry point: HTTP to Django; WebSockets through Origin and session checks.
+
+The process's generation runtime is made here, with the application, and
+started on the event loop by the first event of any kind (a health probe
+will do, so a restarted process sweeps a dead one's replies at once) or by
+the ASGI lifespan startup; it drains on shutdown: the lifespan shutdown, or,
+under daphne, the reactor's shutdown (conversations/generation/runtime.py).
+"""
 
 import os
 
@@ -11,28 +18,42 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conversations.generation import get_runtime  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
-from conversations.worker import get_worker  # noqa: E402
 
 
-class StartWorker:
-    """Start this process's generation worker (control channel, crash sweep) with
-    the first request of any kind, so a restarted process recovers the replies
-    of a dead one as soon as a health probe reaches it."""
+class WithRuntime:
+    """Start the runtime before the first event; run the ASGI lifespan protocol for it."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, runtime) -> None:
         self.app = app
+        self.runtime = runtime
 
     async def __call__(self, scope, receive, send):
-        await get_worker().ensure_started()
+        if scope["type"] == "lifespan":
+            return await self.lifespan(receive, send)
+        await self.runtime.ensure_started()
         return await self.app(scope, receive, send)
 
+    async def lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.runtime.ensure_started()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
-application = StartWorker(
+
+runtime = get_runtime()
+application = WithRuntime(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
-    )
+    ),
+    runtime,
 )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import resolve_url
 
 from chatplatform import tracing
 from ops import metrics
@@ -112,3 +115,27 @@ class ContentSecurityPolicyMiddleware(HybridMiddleware):
         response = await self.get_response(request)
         response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+class SessionEndedJsonMiddleware(HybridMiddleware):
+    """A page's fetch (Accept: application/json) that would be sent to the login page
+    gets 401 and a JSON error instead: a redirect followed by fetch looks like success,
+    so a form saved after the session ended would say "Saved" when nothing was."""
+
+    def _answer(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if response.status_code in {301, 302} and "application/json" in request.headers.get("Accept", ""):
+            login = resolve_url(settings.LOGIN_URL)
+            if urlsplit(response.get("Location", "")).path == login:
+                return JsonResponse(
+                    {"error": {"code": "session_ended", "message": "Your session has ended. Log in again."}},
+                    status=401,
+                )
+        return response
+
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return self._answer(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest):
+        return self._answer(request, await self.get_response(request))

@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "chatplatform.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "chatplatform.middleware.SessionEndedJsonMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -145,7 +146,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "conversations.layers.ChatRedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
         }
     }
@@ -158,7 +159,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "conversations.layers.ChatInMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- auth, i18n, static ----------------------------------------------------
@@ -229,7 +230,14 @@ CHAT_CONCURRENT_REPLIES = env.int("CHAT_CONCURRENT_REPLIES", default=3)
 CHAT_DAILY_TOKEN_BUDGET = env.int("CHAT_DAILY_TOKEN_BUDGET", default=200_000)
 CHAT_FLUSH_INTERVAL_MS = env.int("CHAT_FLUSH_INTERVAL_MS", default=40)
 CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
-CHAT_STALE_AFTER_SECONDS = env.float("CHAT_STALE_AFTER_SECONDS", default=20.0)
+# A reply whose process stopped checkpointing for this long is `interrupted` by the
+# sweep that runs every CHAT_SWEEP_SECONDS on every process (bound: the sum, 10 s).
+CHAT_STALE_AFTER_SECONDS = env.float("CHAT_STALE_AFTER_SECONDS", default=8.0)
+CHAT_SWEEP_SECONDS = env.float("CHAT_SWEEP_SECONDS", default=2.0)
+# A stop waits this long for the reply's process to answer before marking it `interrupted`.
+CHAT_STOP_ACK_SECONDS = env.float("CHAT_STOP_ACK_SECONDS", default=1.0)
+# On SIGTERM: how long running replies may take to finish before they are interrupted.
+CHAT_SHUTDOWN_GRACE_SECONDS = env.float("CHAT_SHUTDOWN_GRACE_SECONDS", default=25.0)
 CHAT_HISTORY_PAGE = env.int("CHAT_HISTORY_PAGE", default=50)
 # Title a conversation with the model after its first exchange (else its first words).
 CHAT_TITLE_FROM_MODEL = env.bool("CHAT_TITLE_FROM_MODEL", default=True)

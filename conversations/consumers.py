@@ -1,15 +1,19 @@
 """The WebSocket consumer: one method per client frame and per server event (docs/protocol.md).
 
-The socket does no long work: it checks a frame (shape, ownership, limits),
-calls one service that writes and announces after commit, and hands the reply
-to this process's worker. Refused frames get an `error` frame; the socket
-stays open.
+The socket does no long work and holds no rows: it checks a frame's shape,
+calls one service (which re-reads and locks what it needs, checks the rules
+and writes, announcing after commit) and names the reply to this process's
+generation runtime. Refused frames get an `error` frame; the socket stays
+open. A socket whose session ends (logout, password change, deactivation,
+expiry) is closed with 4403.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 import uuid
 from typing import Any
 
@@ -18,18 +22,21 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from conversations import events, services
-from conversations.llm.base import ChatMessage
-from conversations.models import Conversation, Message, is_storable_text
-from conversations.pipeline import ReplyJob
+from conversations import events, selectors, services
+from conversations.generation import get_runtime
+from conversations.models import is_storable_text
 from conversations.services import ReplyStart, SendRefused
-from conversations.worker import get_worker
 from ops import metrics
 
 log = structlog.get_logger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SESSION_ENDED = 4403
 CLOSE_NOT_FOUND = 4404
+
+STREAM_EVENTS = frozenset({"message.delta", "message.blocks"})
+# How long live deltas wait for a sync answer before they flow again (its process may have died).
+SYNC_ANSWER_WAIT = 3.0
 
 
 class FrameError(Exception):
@@ -40,7 +47,11 @@ class FrameError(Exception):
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
-    conversation: Conversation | None = None
+    conversation_id: uuid.UUID | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.syncing: dict[str, float] = {}  # message id -> when a `sync` for it was asked
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -53,29 +64,36 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
-        self.conversation = await database_sync_to_async(
-            Conversation.objects.filter(pk=conversation_id, owner=user).first
-        )()
-        if self.conversation is None:
+        if not await database_sync_to_async(selectors.conversation_exists)(
+            user=user, conversation_id=conversation_id
+        ):
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = events.group_name(self.conversation.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        events.join_local(self.group, self.channel_name, self.forward)
-        self.worker = get_worker()
-        await self.worker.ensure_started()
+        self.user = user
+        self.conversation_id = conversation_id
+        self.runtime = get_runtime()
+        await self.runtime.ensure_started()
+        self.groups_joined = (events.group_name(conversation_id), events.user_group(user.pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.runtime.sockets.join(group, self.channel_name, self.dispatch)
+        self.session_timer = self._expire_with_session()
         metrics.SOCKETS_OPEN.inc()
-        structlog.contextvars.bind_contextvars(user_id=user.pk, conversation_id=str(self.conversation.id))
+        structlog.contextvars.bind_contextvars(user_id=user.pk, conversation_id=str(conversation_id))
 
     async def disconnect(self, code: int) -> None:
-        if self.conversation is not None:
-            events.leave_local(self.group, self.channel_name)
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            metrics.SOCKETS_OPEN.dec()
-            self.conversation = None
+        if self.conversation_id is None:
+            return
+        self.session_timer.cancel()
+        for group in self.groups_joined:
+            self.runtime.sockets.leave(group, self.channel_name)
+            with contextlib.suppress(Exception):  # Redis away: the membership expires by itself
+                await self.channel_layer.group_discard(group, self.channel_name)
+        metrics.SOCKETS_OPEN.dec()
+        self.conversation_id = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.conversation is None:
+        if self.conversation_id is None:
             return
         frame: dict[str, Any] = {}
         try:
@@ -116,99 +134,112 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     }
 
     async def message_send(self, frame: dict[str, Any]) -> None:
-        content = _content(frame)
-        client_id = _uuid(frame, "client_id")
-        start, job = await database_sync_to_async(_start)(
-            services.message_send,
-            conversation=self.conversation,
-            user=self.scope["user"],
-            content=content,
-            client_id=client_id,
-            worker=self.worker.channel,
-        )
-        await self._begin(start, job)
+        fields = {"content": _content(frame), "client_id": _uuid(frame, "client_id")}
+        await self._begin(services.message_send, **fields)
 
     async def message_edit(self, frame: dict[str, Any]) -> None:
-        content = _content(frame)
-        message_id = _uuid(frame, "message_id")
-        client_id = _uuid(frame, "client_id") if "client_id" in frame else uuid.uuid4()
-        start, job = await database_sync_to_async(_start)(
-            services.message_edit,
-            conversation=self.conversation,
-            user=self.scope["user"],
-            message_id=message_id,
-            content=content,
-            client_id=client_id,
-            worker=self.worker.channel,
-        )
-        await self._begin(start, job)
+        fields = {
+            "content": _content(frame),
+            "message_id": _uuid(frame, "message_id"),
+            "client_id": _uuid(frame, "client_id") if "client_id" in frame else uuid.uuid4(),
+        }
+        await self._begin(services.message_edit, **fields)
 
     async def message_regenerate(self, frame: dict[str, Any]) -> None:
-        message_id = _uuid(frame, "message_id")
-        start, job = await database_sync_to_async(_start)(
-            services.message_regenerate,
-            conversation=self.conversation,
-            user=self.scope["user"],
-            message_id=message_id,
-            worker=self.worker.channel,
-        )
-        await self._begin(start, job)
+        await self._begin(services.message_regenerate, message_id=_uuid(frame, "message_id"))
 
     async def generation_stop(self, frame: dict[str, Any]) -> None:
-        reply = await database_sync_to_async(
-            Message.objects.filter(conversation=self.conversation, status=Message.Status.STREAMING).first
-        )()
-        if reply is None:
-            return  # nothing running: stopping twice is not an error
-        await self.worker.stop(message_id=str(reply.id), worker=reply.worker)
+        message_id = await database_sync_to_async(services.generation_stop_target)(
+            conversation_id=self.conversation_id, user=self.user
+        )
+        if message_id is not None:  # nothing running: stopping twice is not an error
+            await self.runtime.stop(message_id)
 
     async def sync(self, frame: dict[str, Any]) -> None:
         message_id = _uuid(frame, "message_id")
         offset = frame.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise FrameError("invalid", '"offset" must be a non-negative integer.')
-        message = await database_sync_to_async(
-            Message.objects.filter(conversation=self.conversation, pk=message_id).first
-        )()
-        if message is None:
+        # Until the answer arrives, live deltas of that reply are covered by it (see chat_event).
+        self.syncing[str(message_id)] = time.monotonic()
+        if not await self.runtime.sync(
+            message_id, offset, self.channel_name, conversation_id=self.conversation_id
+        ):
+            self.syncing.pop(str(message_id), None)
             raise FrameError("not_found", "No such message in this conversation.")
-        if message.status == Message.Status.STREAMING:
-            await self.worker.sync(
-                message_id=str(message.id),
-                worker=message.worker,
-                offset=offset,
-                reply_channel=self.channel_name,
-            )
+
+    async def _begin(self, service, **fields) -> None:
+        """A send, edit or regenerate: the service writes (or finds a resend), the runtime streams."""
+        if not self.runtime.accepting:
+            raise FrameError("unavailable", "This server is restarting; send again in a moment.")
+        start: ReplyStart = await database_sync_to_async(service)(
+            conversation_id=self.conversation_id, user=self.user, worker=self.runtime.channel, **fields
+        )
+        if start.created:
+            await self.runtime.start(start.reply.id)
             return
-        # Finished: the final state answers everything the client missed.
-        await self._send_final(message)
+        # A resend: acknowledge again, to this socket only, without a second row.
+        for message in (start.user_message, start.reply):
+            if message is not None:
+                await self.send(text_data=events.encode("message.created", message=message.to_wire()))
+        if start.reply is not None and start.reply.is_final:
+            event_type, payload = events.reply_final(start.reply)
+            await self.send(text_data=events.encode(event_type, **payload))
 
-    async def _begin(self, start: ReplyStart, job: ReplyJob | None) -> None:
-        if not start.created:
-            # A resend: acknowledge again, to this socket only, without a second row.
-            for message in (start.user_message, start.reply):
-                if message is not None:
-                    await self.send(text_data=events.encode("message.created", message=message.to_wire()))
-            if start.reply is not None and start.reply.is_final:
-                await self._send_final(start.reply)
-            return
-        self.worker.start(job)
+    # --- server events (from the channel layer, or directly from this process) ---
 
-    async def _send_final(self, message: Message) -> None:
-        event_type, payload = events.reply_final(message)
-        await self.send(text_data=events.encode(event_type, **payload))
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == events.EVENT:
+            # The hot path (every delta): no database here, so none of channels'
+            # per-message connection housekeeping, which costs a thread hop.
+            await self.chat_event(message)
+        else:
+            await super().dispatch(message)
 
-    # --- server events (from the channel layer, or directly from this process; already encoded)
+    async def chat_event(self, event: dict[str, Any]) -> None:
+        """Every server event: its frame is already encoded.
 
-    async def forward(self, event: dict[str, Any]) -> None:
+        After a `sync`, live deltas of that reply that come before the answer
+        are dropped: the answer (sent later on the same channel by the reply's
+        process) holds their text, so the client gets one gapless run.
+        """
+        if self.syncing:
+            message_id = event.get("message_id")
+            asked = self.syncing.get(message_id) if message_id else None
+            if asked is not None:
+                if event.get("sync_answer") or event.get("event") not in STREAM_EVENTS:
+                    if event.get("event") != "message.blocks":  # blocks come first, then the delta
+                        del self.syncing[message_id]
+                elif time.monotonic() - asked < SYNC_ANSWER_WAIT:
+                    return
         await self.send(text_data=event["frame"])
 
-    message_created = forward
-    message_delta = forward
-    message_blocks = forward
-    message_completed = forward
-    message_failed = forward
-    conversation_updated = forward
+    async def chat_session(self, event: dict[str, Any]) -> None:
+        """The user's sessions changed somewhere: close this socket if its session ended."""
+        session = self.scope.get("session")
+        mine = getattr(session, "session_key", None)
+        if event.get("session_key") and event["session_key"] != mine:
+            return  # another session of the same user logged out
+        if event.get("force") or event.get("session_key") or not await self._session_valid():
+            log.info("socket_session_ended", reason=event.get("reason", ""))
+            await self.close(code=CLOSE_SESSION_ENDED)
+
+    # --- sessions -------------------------------------------------------------
+
+    async def _session_valid(self) -> bool:
+        session = self.scope.get("session")
+        return await database_sync_to_async(selectors.session_is_valid)(
+            session_key=getattr(session, "session_key", None), user_id=self.user.pk
+        )
+
+    def _expire_with_session(self) -> asyncio.TimerHandle:
+        """Check the session again when it is due to expire."""
+        session = self.scope.get("session")
+        seconds = session.get_expiry_age() if session is not None else settings.SESSION_COOKIE_AGE
+        loop = asyncio.get_running_loop()
+        return loop.call_later(
+            max(1, seconds), lambda: loop.create_task(self.chat_session({"reason": "expired"}))
+        )
 
 
 def _content(frame: dict[str, Any]) -> str:
@@ -232,23 +263,3 @@ def _uuid(frame: dict[str, Any], field: str) -> uuid.UUID:
         with contextlib.suppress(ValueError):
             return uuid.UUID(value)
     raise FrameError("invalid", f'"{field}" must be a UUID string.')
-
-
-def _start(service, **fields) -> tuple[ReplyStart, ReplyJob | None]:
-    """A send, edit or regenerate and, for a new reply, what its generation needs: one database hop."""
-    start = service(**fields)
-    return start, (_reply_job(start.reply) if start.created else None)
-
-
-def _reply_job(reply: Message) -> ReplyJob:
-    conversation = reply.conversation
-    history = services.reply_history(reply=reply)
-    return ReplyJob(
-        message_id=reply.id,
-        conversation_id=conversation.id,
-        user_id=conversation.owner_id,
-        model=conversation.model,
-        system_prompt=conversation.system_prompt,
-        history=tuple(ChatMessage(role=m.role, content=m.content) for m in history),
-        first_exchange=not conversation.title and len(history) == 1,
-    )

@@ -107,7 +107,19 @@ class MessageQuerySet(models.QuerySet):
         if older_than is None:
             older_than = timezone.now() - timedelta(seconds=settings.CHAT_STALE_AFTER_SECONDS)
         stale = self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=older_than)
-        ids = list(stale.values_list("id", flat=True))
+        return self._interrupt(list(stale.values_list("id", flat=True)))
+
+    def interrupt_orphan(self, *, message_id, worker: str) -> Message | None:
+        """Mark one `streaming` reply `interrupted` now: its owner process `worker` is gone."""
+        ids = list(
+            self.filter(pk=message_id, status=Message.Status.STREAMING, worker=worker).values_list(
+                "id", flat=True
+            )
+        )
+        interrupted = self._interrupt(ids)
+        return interrupted[0] if interrupted else None
+
+    def _interrupt(self, ids: list) -> list[Message]:
         if not ids:
             return []
         # The status filter again: a reply that finished meanwhile is left alone.

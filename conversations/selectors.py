@@ -20,6 +20,36 @@ def conversation_list(*, user, archived: bool = False) -> QuerySet[Conversation]
     return Conversation.objects.filter(owner=user, archived=archived).order_by("-updated_at")
 
 
+def conversation_exists(*, user, conversation_id: uuid.UUID | str) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, owner=user).exists()
+
+
+def session_is_valid(*, session_key: str | None, user_id: int) -> bool:
+    """Whether a session still signs this user in: it exists and has not expired, names
+    the user, the user is active and the password has not changed since it was made."""
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+        load_backend,
+    )
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.utils.crypto import constant_time_compare
+    from django.utils.module_loading import import_string
+
+    if not session_key:
+        return False
+    store: SessionBase = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key=session_key)
+    data = store.load()  # {} when missing or expired
+    if str(data.get(SESSION_KEY)) != str(user_id) or BACKEND_SESSION_KEY not in data:
+        return False
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not load_backend(data[BACKEND_SESSION_KEY]).user_can_authenticate(user):
+        return False
+    return constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
+
+
 def conversation_get(*, user, conversation_id: uuid.UUID | str) -> Conversation:
     """The conversation if `user` owns it; 404 otherwise (the same for missing and foreign ids)."""
     conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()

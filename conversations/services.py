@@ -6,14 +6,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
-from conversations.events import conversation_payload, publish, publish_on_commit, reply_final
+from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, UsageEvent
 
@@ -75,16 +75,38 @@ class ReplyStart:
     created: bool
 
 
-def check_can_generate(*, user, conversation: Conversation) -> None:
-    """Rate limit, concurrent replies, daily token budget and one reply at a time.
+def check_can_generate(*, user_id: int, conversation: Conversation) -> None:
+    """Rate limit, one reply at a time, concurrent replies and the daily token budget.
 
-    The rate limit counts in the cache (Redis when configured), so it holds
-    across processes; the others read the database.
+    Called inside the send's transaction: the user's row is locked first, so
+    sends of one user (from any tab, conversation or process) are checked
+    one after the other and limits hold under concurrency. Replies still
+    being written reserve LLM_MAX_OUTPUT_TOKENS each against the budget, so
+    concurrent sends cannot together overrun it. The rate limit counts in
+    the cache (Redis when configured), across processes.
     """
     if get_provider() is None:
         raise SendRefused("no_model", provider_status()["reason"] or "No model is configured.")
+    user = get_user_model().objects.select_for_update().filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise SendRefused("session_ended", "Your session has ended; log in again.")
+    _count_send(user_id)
+    streaming = Message.objects.filter(conversation__owner_id=user_id, status=Message.Status.STREAMING)
+    running = list(streaming.values_list("conversation_id", flat=True))
+    if conversation.pk in running:
+        raise SendRefused("busy", "A reply is still being written in this conversation; stop it or wait.")
+    if len(running) >= settings.CHAT_CONCURRENT_REPLIES:
+        raise SendRefused("rate_limited", f"At most {settings.CHAT_CONCURRENT_REPLIES} replies at once.")
+    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = UsageEvent.objects.totals_for(user, since=since)
+    reserved = len(running) * settings.LLM_MAX_OUTPUT_TOKENS
+    if spent["prompt_tokens"] + spent["completion_tokens"] + reserved >= settings.CHAT_DAILY_TOKEN_BUDGET:
+        raise SendRefused("quota_exceeded", "You have used today's token budget; it renews at midnight UTC.")
+
+
+def _count_send(user_id: int) -> None:
     minute = int(time.time() // 60)
-    key = f"ratelimit:send:{user.pk}:{minute}"
+    key = f"ratelimit:send:{user_id}:{minute}"
     cache.add(key, 0, timeout=120)
     try:
         sends = cache.incr(key)
@@ -95,34 +117,29 @@ def check_can_generate(*, user, conversation: Conversation) -> None:
         raise SendRefused(
             "rate_limited", f"At most {settings.CHAT_MESSAGES_PER_MINUTE} messages a minute; wait a moment."
         )
-    if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
-        raise SendRefused("busy", "A reply is still being written in this conversation; stop it or wait.")
-    running = Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).count()
-    if running >= settings.CHAT_CONCURRENT_REPLIES:
-        raise SendRefused("rate_limited", f"At most {settings.CHAT_CONCURRENT_REPLIES} replies at once.")
-    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    spent = UsageEvent.objects.totals_for(user, since=since)
-    if spent["prompt_tokens"] + spent["completion_tokens"] >= settings.CHAT_DAILY_TOKEN_BUDGET:
-        raise SendRefused("quota_exceeded", "You have used today's token budget; it renews at midnight UTC.")
+
+
+def _locked_conversation(conversation_id: uuid.UUID, user) -> Conversation:
+    """The user's conversation, re-read and locked: its settings are current for this send."""
+    conversation = Conversation.objects.select_for_update().filter(pk=conversation_id, owner=user).first()
+    if conversation is None:
+        raise SendRefused("not_found", "No such conversation.")
+    return conversation
 
 
 def _start_reply(*, conversation: Conversation, parent: Message, worker: str) -> Message:
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            return Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                parent=parent,
-                model=conversation.model,
-                worker=worker,
-                heartbeat_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-    except IntegrityError as exc:  # the database holds one streaming reply per conversation
-        raise SendRefused("busy", "A reply is still being written in this conversation.") from exc
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        parent=parent,
+        model=conversation.model,
+        worker=worker,
+        heartbeat_at=now,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _existing_send(conversation: Conversation, client_id: uuid.UUID) -> ReplyStart | None:
@@ -133,14 +150,16 @@ def _existing_send(conversation: Conversation, client_id: uuid.UUID) -> ReplySta
     return ReplyStart(user_message=user_message, reply=reply, created=False)
 
 
+@transaction.atomic
 def message_send(
-    *, conversation: Conversation, user, content: str, client_id: uuid.UUID, worker: str
+    *, conversation_id: uuid.UUID, user, content: str, client_id: uuid.UUID, worker: str
 ) -> ReplyStart:
     """Store the user's message and a `streaming` reply; idempotent on client_id."""
+    conversation = _locked_conversation(conversation_id, user)
     existing = _existing_send(conversation, client_id)
     if existing is not None:
         return existing
-    check_can_generate(user=user, conversation=conversation)
+    check_can_generate(user_id=user.pk, conversation=conversation)
     visible = conversation.visible_message_ids()
     return _ask(
         conversation=conversation,
@@ -151,53 +170,10 @@ def message_send(
     )
 
 
-def _ask(
-    *,
-    conversation: Conversation,
-    content: str,
-    client_id: uuid.UUID,
-    parent_id: uuid.UUID | None,
-    worker: str,
-) -> ReplyStart:
-    """The user message and its `streaming` reply, in one transaction, announced after commit."""
-    try:
-        with transaction.atomic():
-            user_message = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.USER,
-                content=content,
-                client_id=client_id,
-                parent_id=parent_id,
-            )
-            reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
-            conversation.touch()
-            _announce(conversation, user_message, reply)
-    except IntegrityError:  # the same client_id raced in from another tab
-        existing = _existing_send(conversation, client_id)
-        if existing is None:
-            raise
-        return existing
-    return ReplyStart(user_message=user_message, reply=reply, created=True)
-
-
 @transaction.atomic
-def message_regenerate(*, conversation: Conversation, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
-    """A new reply to the same user message: a sibling branch; the old reply stays."""
-    target = Message.objects.filter(
-        conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT
-    ).first()
-    if target is None or target.parent_id is None:
-        raise SendRefused("not_found", "No such reply in this conversation.")
-    check_can_generate(user=user, conversation=conversation)
-    reply = _start_reply(conversation=conversation, parent=target.parent, worker=worker)
-    conversation.touch()
-    _announce(conversation, None, reply)
-    return ReplyStart(user_message=target.parent, reply=reply, created=True)
-
-
 def message_edit(
     *,
-    conversation: Conversation,
+    conversation_id: uuid.UUID,
     user,
     message_id: uuid.UUID,
     content: str,
@@ -205,13 +181,14 @@ def message_edit(
     worker: str,
 ) -> ReplyStart:
     """Edit and resend: a new user message beside the old one (a new branch), and its reply."""
+    conversation = _locked_conversation(conversation_id, user)
     existing = _existing_send(conversation, client_id)
     if existing is not None:
         return existing
     target = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.USER).first()
     if target is None:
         raise SendRefused("not_found", "No such message in this conversation.")
-    check_can_generate(user=user, conversation=conversation)
+    check_can_generate(user_id=user.pk, conversation=conversation)
     return _ask(
         conversation=conversation,
         content=content,
@@ -221,17 +198,59 @@ def message_edit(
     )
 
 
+@transaction.atomic
+def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
+    """A new reply to the same user message: a sibling branch; the old reply stays."""
+    conversation = _locked_conversation(conversation_id, user)
+    target = Message.objects.filter(
+        conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT
+    ).first()
+    if target is None or target.parent_id is None:
+        raise SendRefused("not_found", "No such reply in this conversation.")
+    check_can_generate(user_id=user.pk, conversation=conversation)
+    reply = _start_reply(conversation=conversation, parent=target.parent, worker=worker)
+    conversation.touch()
+    _announce(conversation, None, reply)
+    return ReplyStart(user_message=target.parent, reply=reply, created=True)
+
+
+def _ask(
+    *,
+    conversation: Conversation,
+    content: str,
+    client_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    worker: str,
+) -> ReplyStart:
+    """The user message and its `streaming` reply (inside the caller's transaction), announced after commit."""
+    user_message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.USER,
+        content=content,
+        client_id=client_id,
+        parent_id=parent_id,
+    )
+    reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
+    conversation.touch()
+    _announce(conversation, user_message, reply)
+    return ReplyStart(user_message=user_message, reply=reply, created=True)
+
+
 def _announce(conversation: Conversation, user_message: Message | None, reply: Message) -> None:
     for message in (user_message, reply):
         if message is not None:
             publish_on_commit(conversation.id, "message.created", message=message.to_wire())
 
 
-def reply_history(*, reply: Message) -> list[Message]:
-    """The branch a reply answers, oldest first, without the reply itself."""
-    ids = reply.conversation.visible_message_ids(leaf=reply.parent_id)
-    by_id = Message.objects.in_bulk(ids)
-    return [by_id[i] for i in ids if i in by_id and by_id[i].content and by_id[i].role != Message.Role.SYSTEM]
+def generation_stop_target(*, conversation_id: uuid.UUID, user) -> uuid.UUID | None:
+    """The reply being written in the user's conversation, if any (what `generation.stop` stops)."""
+    return (
+        Message.objects.filter(
+            conversation_id=conversation_id, conversation__owner=user, status=Message.Status.STREAMING
+        )
+        .values_list("id", flat=True)
+        .first()
+    )
 
 
 def reply_checkpoint(*, message_id: uuid.UUID, content: str) -> None:
@@ -258,6 +277,8 @@ _OUTCOME_STATUS = {
     "complete": (Message.Status.COMPLETE, UsageEvent.Status.OK),
     "cancelled": (Message.Status.CANCELLED, UsageEvent.Status.CANCELLED),
     "failed": (Message.Status.FAILED, UsageEvent.Status.FAILED),
+    # Stopped by the process shutting down (after its grace period): the text so far is kept.
+    "interrupted": (Message.Status.INTERRUPTED, UsageEvent.Status.CANCELLED),
 }
 
 
@@ -333,9 +354,10 @@ def conversation_autotitle(*, conversation_id: uuid.UUID, title: str) -> Convers
 
 
 def replies_interrupt_stale() -> list[Message]:
-    """Mark replies of dead processes `interrupted` and tell their tabs."""
-    messages = Message.objects.interrupt_stale()
-    for message in messages:
-        event_type, payload = reply_final(message)
-        async_to_sync(publish)(message.conversation_id, event_type, **payload)
-    return messages
+    """Mark replies of dead processes `interrupted`; the caller tells their tabs."""
+    return Message.objects.interrupt_stale()
+
+
+def reply_interrupt(*, message_id: uuid.UUID | str, worker: str) -> Message | None:
+    """Mark a reply `interrupted` now (its owner `worker` is gone), keeping its last checkpoint."""
+    return Message.objects.interrupt_orphan(message_id=message_id, worker=worker)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -176,3 +177,64 @@ async def test_reply_of_a_killed_process_becomes_interrupted_with_its_checkpoint
     assert row.content == checkpointed
     seen = apply("", received, reply_id)
     assert seen.startswith(row.content) or row.content.startswith(seen)
+
+
+async def test_stop_of_a_reply_whose_process_was_killed_marks_it_interrupted_within_two_seconds(
+    server_env, log_dir, chat
+):
+    conversation, cookie = chat
+    server_env = {**server_env, "CHAT_STALE_AFTER_SECONDS": "60"}  # the sweep must not be what ends it
+    with daphne(server_env, log_dir=log_dir, name="survivor") as survivor:
+        with daphne(server_env, log_dir=log_dir, name="victim") as victim:
+            async with await open_ws(victim, conversation, cookie) as on_victim:
+                reply_id = await start_reply(on_victim)
+                await frames_until(on_victim, "message.delta")
+                victim.kill()
+        async with await open_ws(survivor, conversation, cookie) as on_survivor:
+            stopped_at = time.monotonic()
+            await on_survivor.send(json.dumps({"type": "generation.stop"}))
+            failed = await frames_until(on_survivor, "message.failed", timeout=5)
+            elapsed = time.monotonic() - stopped_at
+    assert (failed["message_id"], failed["status"]) == (reply_id, "interrupted")
+    assert elapsed < 2.0
+    row = await database_sync_to_async(Message.objects.get)(pk=reply_id)
+    assert row.status == "interrupted"
+
+
+async def test_a_new_server_event_type_reaches_a_socket_on_another_process(two_servers, chat):
+    from channels.layers import get_channel_layer
+
+    from conversations import events
+
+    _, b = two_servers
+    conversation, cookie = chat
+    async with await open_ws(b, conversation, cookie) as on_b:
+        await on_b.send(json.dumps({"type": "ready?"}))
+        await frames_until(on_b, "error")  # joined its groups
+        # This test process is "another process": it publishes the way every process does.
+        await get_channel_layer().group_send(
+            events.group_name(conversation.id), events.envelope("brand.new", detail={"answer": 42})
+        )
+        frame = await frames_until(on_b, "brand.new", timeout=5)
+    assert frame["detail"] == {"answer": 42}
+
+
+async def test_logout_on_one_process_closes_the_sessions_socket_on_the_other(two_servers, chat):
+    _, b = two_servers
+    conversation, cookie = chat
+    async with await open_ws(b, conversation, cookie) as on_b:
+        await on_b.send(json.dumps({"type": "ready?"}))
+        await frames_until(on_b, "error")
+
+        def logout_elsewhere():
+            # This test process serves the logout, as any other process would.
+            client = Client()
+            client.cookies["sessionid"] = cookie.split("=", 1)[1]
+            assert client.post("/accounts/logout/").status_code == 302
+
+        await asyncio.to_thread(logout_elsewhere)
+        async with asyncio.timeout(5):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:
+                    await on_b.recv()
+    assert on_b.close_code == 4403

@@ -65,13 +65,14 @@ def local_model_problem() -> str | None:
 
 
 def _openai() -> LLMProvider:
-    from conversations.llm.openai_compatible import OpenAICompatibleProvider, discover_model
-
     base_url = settings.LLM_BASE_URL or "https://api.openai.com/v1"
     if not settings.LLM_BASE_URL and not settings.LLM_API_KEY:
+        # Said before the SDK is imported: that import alone takes seconds on a busy machine.
         raise ProviderUnavailable(
             "LLM_PROVIDER=openai needs LLM_BASE_URL (or LLM_API_KEY for api.openai.com)"
         )
+    from conversations.llm.openai_compatible import OpenAICompatibleProvider, discover_model
+
     model = settings.LLM_MODEL or discover_model(
         base_url=base_url, api_key=settings.LLM_API_KEY, timeout=min(2.0, settings.LLM_TIMEOUT)
     )

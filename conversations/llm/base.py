@@ -244,6 +244,9 @@ class LLMProvider(ABC):
     async def warm_up(self) -> None:
         """Load what the first request would otherwise wait for (the local model); optional."""
 
+    async def close(self) -> None:
+        """Release what the provider holds (the local model) before the process exits."""
+
     async def list_models(self) -> list[str]:
         """Models a conversation may pick; the configured one first."""
         return [self.model]

@@ -123,6 +123,10 @@ class _Vocabulary:
         except ValueError:
             return 0
 
+    def close(self) -> None:
+        with self._lock:
+            self._model.close()
+
     def count(self, text: str) -> int:
         if not text:
             return 0
@@ -190,6 +194,20 @@ class LlamaCppProvider(LLMProvider):
     async def warm_up(self) -> None:
         """Load the model now, in the worker thread, instead of on the first request."""
         await asyncio.wrap_future(self.submit(self.llama))
+
+    async def close(self) -> None:
+        """Free the model in its own thread, now: left to the interpreter's exit,
+        llama-cpp-python's `__del__` prints a traceback to stderr."""
+        await asyncio.wrap_future(self.submit(self._release))
+        self._executor.shutdown(wait=False)
+
+    def _release(self) -> None:
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
+        if self._vocabulary is not None:
+            self._vocabulary.close()
+            self._vocabulary = None
 
     def count_tokens(self, text: str) -> int:
         if self._vocabulary is None:

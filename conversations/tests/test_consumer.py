@@ -378,12 +378,12 @@ async def _dead_reply(conversation) -> Message:
 
 
 async def test_stale_streaming_reply_of_a_dead_process_becomes_interrupted_and_tabs_hear_it():
-    from conversations.services import replies_interrupt_stale
+    from conversations.generation import get_runtime
 
     user, conversation = await alice_and_chat()
     socket = await connected(user, conversation)
     dead = await _dead_reply(conversation)
-    await db(replies_interrupt_stale)()
+    await get_runtime().sweep_once()
     failed = await socket.receive_until("message.failed", timeout=5)
     assert (failed["message_id"], failed["status"], failed["content"]) == (
         str(dead.id),

@@ -80,7 +80,7 @@ def test_all_dependencies_up_answers_200_with_status_and_latency(base_env, tmp_p
     for check in body["checks"].values():
         assert check["status"] == "up"
         assert isinstance(check["latency_ms"], float)
-    assert body["checks"]["channel_layer"]["backend"] == "RedisChannelLayer"
+    assert body["checks"]["channel_layer"]["backend"] == "ChatRedisChannelLayer"
     assert body["checks"]["database"]["engine"] == "postgresql"
 
 

@@ -71,18 +71,21 @@ async def test_a_flood_of_sends_gets_one_answer_each_and_stores_exactly_one_exch
         await socket.send(send("hello again", client_id))
 
     answered: dict[str, str] = {}
-    async with asyncio.timeout(15):
+    final = None  # on a busy machine the reply may end before the last refusal
+    async with asyncio.timeout(30):
         while len(answered) < len(client_ids):
             frame = await socket.receive(timeout=10)
             if frame["type"] == "error":
                 answered[frame["client_id"]] = frame["code"]
             elif frame["type"] == "message.created" and frame["message"]["client_id"]:
                 answered[frame["message"]["client_id"]] = "accepted"
+            elif frame["type"] == "message.completed":
+                final = frame
 
     assert list(answered.values()).count("accepted") == 1
     assert answered[client_ids[0]] == "accepted"
     assert set(answered.values()) <= {"accepted", "busy", "rate_limited"}
-    final = await socket.receive_until("message.completed", timeout=10)
+    final = final or await socket.receive_until("message.completed", timeout=10)
     assert final["status"] == "complete"
     assert await stored(conversation) == [("user", "complete"), ("assistant", "complete")]
     assert await db(UsageEvent.objects.count)() == 1
@@ -281,7 +284,7 @@ class RawOutputProvider(LLMProvider):
     "parts", [["before ", "\x00", " after"], ["lone ", "\ud83d", " half"]], ids=["nul", "lone-surrogate"]
 )
 async def test_model_output_the_database_cannot_hold_still_completes_and_is_stored(parts, monkeypatch):
-    monkeypatch.setattr("conversations.worker.get_provider", lambda: RawOutputProvider(parts))
+    monkeypatch.setattr("conversations.generation.runtime.get_provider", lambda: RawOutputProvider(parts))
     _, _, socket = await chat_of("rawmodel")
     await socket.send(send("say something odd"))
     final = await socket.receive_until("message.completed", timeout=10)

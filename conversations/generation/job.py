@@ -1,0 +1,79 @@
+"""What a reply needs to be generated, read from the database by the runtime itself.
+
+Callers (the socket, the HTTP API) only name the reply; the runtime reads
+the conversation's current settings, its owner's custom instructions and the
+branch the reply answers when the reply starts, so nothing a caller cached
+can be stale.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from conversations.llm.base import ChatMessage, GenerationOptions
+from conversations.models import Message
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyJob:
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_id: int
+    model: str
+    system_prompt: str
+    history: tuple[ChatMessage, ...]
+    first_exchange: bool
+    # A continued reply starts from the text it has (message.continue).
+    initial_text: str = ""
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+
+    @property
+    def first_user_text(self) -> str:
+        return next((m.content for m in self.history if m.role == "user"), "")
+
+
+def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) -> ReplyJob | None:
+    """The job of a `streaming` reply, or None when it is no longer streaming."""
+    reply = (
+        Message.objects.select_related("conversation", "conversation__owner")
+        .filter(pk=message_id, status=Message.Status.STREAMING)
+        .first()
+    )
+    if reply is None:
+        return None
+    conversation = reply.conversation
+    ids = conversation.visible_message_ids(leaf=reply.parent_id)
+    by_id = Message.objects.in_bulk(ids)
+    history = [
+        ChatMessage(role=m.role, content=m.content)
+        for m in (by_id[i] for i in ids if i in by_id)
+        if m.content and m.role != Message.Role.SYSTEM
+    ]
+    if reply.content:  # continuing: the model carries on from its own text
+        history.append(ChatMessage(role="assistant", content=reply.content))
+    return ReplyJob(
+        message_id=reply.id,
+        conversation_id=conversation.id,
+        user_id=conversation.owner_id,
+        model=conversation.model,
+        system_prompt=_system_prompt(conversation),
+        history=tuple(history),
+        first_exchange=not conversation.title and sum(m.role == "user" for m in history) == 1,
+        initial_text=reply.content,
+        options=options or GenerationOptions(),
+    )
+
+
+def _system_prompt(conversation) -> str:
+    """The conversation's system prompt, after the owner's custom instructions."""
+    from accounts.models import Profile
+
+    instructions = (
+        Profile.objects.filter(user_id=conversation.owner_id)
+        .values_list("custom_instructions", flat=True)
+        .first()
+        or ""
+    )
+    parts = [part.strip() for part in (instructions, conversation.system_prompt) if part and part.strip()]
+    return "\n\n".join(parts)

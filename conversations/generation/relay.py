@@ -1,0 +1,136 @@
+"""A reply's text on its way to the tabs: coalesced deltas and finished markdown blocks.
+
+The provider's tokens are `feed()` in as they come; a pump sends what is
+pending at most once per flush interval (`message.delta`, new text only, with
+its offset), and, as markdown blocks finish, their sanitised HTML once
+(`message.blocks`). `answer_sync` tells a tab that reconnected what it misses.
+Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from django.conf import settings
+
+from conversations import events
+from conversations.rendering import StableBlocks, render_markdown
+
+Publish = Callable[..., Awaitable[None]]
+SendTo = Callable[[str, dict], Awaitable[None]]
+
+
+class Relay:
+    def __init__(self, message_id: str, *, publish: Publish, send_to: SendTo, initial: str = "") -> None:
+        self.message_id = message_id
+        self._publish = publish
+        self._send_to = send_to
+        self._parts: list[str] = [initial] if initial else []
+        self._flushed = len(initial)  # characters already sent as deltas (a continued reply's text was)
+        self._pending: list[str] = []  # received, not yet sent
+        self._blocks = StableBlocks()
+        self._stable = len(self._blocks.feed(initial))  # length of the finished markdown blocks
+        self._wake = asyncio.Event()
+        self._done = False
+        self._napping: asyncio.Future | None = None  # the pump waiting for the next flush
+        self._last_flush = float("-inf")
+        self._lock = asyncio.Lock()  # a sync answer never interleaves with a flush
+
+    def content(self) -> str:
+        return "".join(self._parts)
+
+    def feed(self, text: str) -> None:
+        self._parts.append(text)
+        self._pending.append(text)
+        self._wake.set()
+
+    def end(self) -> None:
+        """No more text: the pump sends what is pending now, not at the next flush."""
+        self._done = True
+        self._wake.set()
+        if self._napping is not None and not self._napping.done():
+            self._napping.set_result(None)
+
+    async def pump(self, *, every: float, tick: Callable[[], None]) -> None:
+        """Send pending text at most once per flush interval until `end()`; call `tick`
+        at least every `every` seconds while streaming (the checkpoint clock)."""
+        interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=every)
+            self._wake.clear()
+            delay = self._last_flush + interval - time.monotonic()
+            if delay > 0 and not self._done:
+                await self._nap(delay)
+            if self._pending:
+                await self._flush()
+            if self._done and not self._pending:
+                return
+            tick()
+
+    async def answer_sync(self, reply_channel: str, offset: int) -> None:
+        """What a socket that holds `offset` characters misses of the text sent so far
+        (what is still pending follows in the next delta)."""
+        async with self._lock:
+            sent = self.content()[: self._flushed]
+            offset = max(0, min(offset, len(sent)))
+            if self._stable:
+                html = render_markdown(sent[: self._stable])
+                await self._send_to(
+                    reply_channel,
+                    events.envelope(
+                        "message.blocks",
+                        sync_answer=True,
+                        message_id=self.message_id,
+                        start=0,
+                        end=self._stable,
+                        html=html,
+                    ),
+                )
+            await self._send_to(
+                reply_channel,
+                events.envelope(
+                    "message.delta",
+                    sync_answer=True,
+                    message_id=self.message_id,
+                    offset=offset,
+                    text=sent[offset:],
+                ),
+            )
+
+    async def _nap(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        napping = self._napping = loop.create_future()
+        handle = loop.call_later(delay, lambda: napping.done() or napping.set_result(None))
+        try:
+            await napping
+        finally:
+            handle.cancel()
+            self._napping = None
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+            offset = self._flushed
+            self._flushed += len(text)
+            self._last_flush = time.monotonic()
+            await self._publish("message.delta", message_id=self.message_id, offset=offset, text=text)
+            await self._publish_finished_blocks(text)
+
+    async def _publish_finished_blocks(self, text: str) -> None:
+        # Only the new text is scanned and rendered: nothing here grows with the reply.
+        block = self._blocks.feed(text)
+        if not block:
+            return
+        start, self._stable = self._stable, self._stable + len(block)
+        await self._publish(
+            "message.blocks",
+            message_id=self.message_id,
+            start=start,
+            end=self._stable,
+            html=render_markdown(block),
+        )
