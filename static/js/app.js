@@ -60,7 +60,13 @@ function startChat(root) {
   });
   transcript.addEventListener("stale", () => history.catchUp());
 
-  socket.addEventListener("state", (event) => showConnection(document.getElementById("connection"), event.detail));
+  socket.addEventListener("state", (event) => {
+    showConnection(document.getElementById("connection"), event.detail);
+    if (event.detail.reason === "session-ended") {
+      document.getElementById("session-ended").hidden = false;
+      composer.setEnabled(false);
+    }
+  });
   socket.addEventListener("open", () => {
     composer.resend();
     // Whatever happened while we were not listening (or before the page's

@@ -15,6 +15,7 @@ export class Composer {
     this.errorLine = form.querySelector("#composer-error");
     this.pending = null; // the send frame awaiting its acknowledgement
     this.running = false;
+    this.enabled = true; // false once the session ended: the text stays, nothing is sent
 
     this.input.addEventListener("keydown", (event) => {
       if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
@@ -33,7 +34,7 @@ export class Composer {
   }
 
   submit() {
-    if (this.running || this.pending) return;
+    if (this.running || this.pending || !this.enabled) return;
     const content = this.input.value;
     if (!content.trim()) return;
     if (length(content) > this.maxChars) {
@@ -70,6 +71,11 @@ export class Composer {
     this.showError(frame.message || `The server refused that (${frame.code}).`);
   }
 
+  setEnabled(enabled) {
+    this.enabled = enabled;
+    this.#render();
+  }
+
   setRunning(running) {
     this.running = running;
     this.#render();
@@ -88,7 +94,7 @@ export class Composer {
   #render() {
     // The text area stays editable so the next message can be written while
     // a reply runs; sending waits for the reply (or Stop).
-    this.sendButton.disabled = this.running || this.pending !== null;
+    this.sendButton.disabled = this.running || this.pending !== null || !this.enabled;
     this.sendButton.hidden = this.running;
     this.stopButton.hidden = !this.running;
     this.form.toggleAttribute("data-running", this.running);

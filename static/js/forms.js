@@ -17,10 +17,12 @@ export function enhanceForms(root, { onSaved }) {
       if (button) button.disabled = true;
       say("Saving…", "");
       try {
-        const { ok, data } = await postForm(form);
+        const { ok, status: code, data } = await postForm(form);
         if (ok) {
           say("Saved", "ok");
           onSaved(data.conversation);
+        } else if (code === 401) {
+          say("Not saved: your session has ended. Log in again.", "error");
         } else {
           say(errorText(data) || "That was not saved.", "error");
         }

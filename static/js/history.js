@@ -51,10 +51,15 @@ export class History {
 
   async #catchUp() {
     const last = this.transcript.lastElement();
+    const version = this.transcript.version;
     try {
       const { html, headers } = await getFragment(this.#url({ after: last ? last.dataset.messageId : "" }));
       const fragment = parseFragment(html);
-      if (headers.get("X-History-Reset") === "1") {
+      if (this.transcript.version !== version) {
+        // Messages arrived on the socket while this was fetched: the answer may predate
+        // them, so replacing with it would wipe them. Fetch again from what is shown now.
+        this.again = true;
+      } else if (headers.get("X-History-Reset") === "1") {
         this.transcript.replace(fragment);
         if (this.button) this.button.hidden = headers.get("X-Has-Earlier") !== "1";
       } else {

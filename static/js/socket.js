@@ -84,6 +84,10 @@ export class ChatSocket extends EventTarget {
         window.location.reload(); // the login page takes over
         return;
       }
+      if (event.code === 4403) {
+        this.#setState("closed", "session-ended"); // logout, password change, deactivation, expiry
+        return;
+      }
       if (event.code === 4404) {
         this.#setState("closed", "gone");
         return;

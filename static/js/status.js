@@ -12,6 +12,7 @@ export function showConnection(element, { state, reason }) {
   element.dataset.state = state;
   let words = WORDS[state] || state;
   if (reason === "gone") words = "This conversation no longer exists";
+  if (reason === "session-ended") words = "Session ended";
   const text = element.querySelector(".connection__text") || element;
   if (text.textContent !== words) text.textContent = words;
   element.title = words;

@@ -23,6 +23,7 @@ export class Transcript extends EventTarget {
     this.list = list;
     this.send = send;
     this.live = new Map(); // message id -> what is held of a reply being written
+    this.version = 0; // counts messages added live: a fetch older than one must not replace them
     this.wasRunning = false;
     this.adopt(this.messages());
   }
@@ -124,6 +125,7 @@ export class Transcript extends EventTarget {
       }
       const element = createMessage(message);
       this.list.append(element);
+      this.version += 1;
       if (element.dataset.role === "assistant" && isLive(element)) this.#track(element);
     }
     this.dispatchEvent(new CustomEvent("created", { detail: { message } }));
