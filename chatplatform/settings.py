@@ -24,7 +24,23 @@ if (BASE_DIR / ".env").is_file() and not os.environ.get("CHATPLATFORM_IGNORE_DOT
 # `FOO=` line left in a .env or a compose file must not become "".
 for _name, _value in list(os.environ.items()):
     if _value.strip() == "" and (
-        _name.startswith(("APP_", "LLM_", "CHAT_", "POSTGRES_", "LOG_", "SECURE_", "DOCUMENTS_", "OTEL_"))
+        _name.startswith(
+            (
+                "APP_",
+                "LLM_",
+                "CHAT_",
+                "POSTGRES_",
+                "LOG_",
+                "SECURE_",
+                "DOCUMENTS_",
+                "OTEL_",
+                "SIGNUP_",
+                "OIDC_",
+                "LOGIN_",
+                "SETUP_",
+                "EMAIL_",
+            )
+        )
         or _name
         in {
             "DEBUG",
@@ -34,6 +50,10 @@ for _name, _value in list(os.environ.items()):
             "DATABASE_URL",
             "REDIS_URL",
             "ALLOW_SIGNUP",
+            "SIGNUP_MODE",
+            "LOCAL_LOGIN",
+            "DEFAULT_FROM_EMAIL",
+            "PASSWORD_RESET_TIMEOUT",
             "SESSION_COOKIE_SECURE",
             "CSRF_COOKIE_SECURE",
         }
@@ -69,7 +89,6 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
-ALLOW_SIGNUP = env.bool("ALLOW_SIGNUP", default=True)
 
 # --- application -----------------------------------------------------------
 INSTALLED_APPS = [
@@ -82,6 +101,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "mozilla_django_oidc",
     "ops",
     "conversations",
     "accounts",
@@ -100,6 +121,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it turns a locked-out login (flagged by the axes backend) into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatplatform.urls"
@@ -172,6 +195,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Backends are set with the accounts settings below (axes first, then passwords, then SSO).
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -221,6 +245,8 @@ LLM_THREADS = env.int("LLM_THREADS", default=min(4, os.cpu_count() or 1))
 LLM_FAKE_TTFT = env.float("LLM_FAKE_TTFT", default=0.05)
 LLM_FAKE_TOKENS_PER_SECOND = env.float("LLM_FAKE_TOKENS_PER_SECOND", default=200.0)
 LLM_FAKE_TOKENS = env.int("LLM_FAKE_TOKENS", default=40)
+# Further model names the scripted provider lists and answers to (comma-separated).
+LLM_FAKE_MODELS = env.list("LLM_FAKE_MODELS", default=[])
 
 # --- chat limits -----------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
@@ -283,3 +309,84 @@ DOCUMENTS_PASTE_CHARS = env.int("DOCUMENTS_PASTE_CHARS", default=4000)
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
 OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="chatplatform")
+# --- accounts: sign-up, single sign-on, login throttling, email -------------
+# open: anyone may sign up; invite: only with an invite link an admin made;
+# closed: nobody. ALLOW_SIGNUP (true/false) is the deprecated spelling.
+_signup_default = "closed" if PRODUCTION else "open"
+if "SIGNUP_MODE" not in os.environ and "ALLOW_SIGNUP" in os.environ:
+    _signup_default = "open" if env.bool("ALLOW_SIGNUP") else "closed"
+SIGNUP_MODE = env.str("SIGNUP_MODE", default=_signup_default).strip().lower()
+if SIGNUP_MODE not in {"open", "invite", "closed"}:
+    raise ImproperlyConfigured(f"SIGNUP_MODE must be open, invite or closed, not {SIGNUP_MODE!r}")
+# Comma-separated email domains a new account must have (local sign-up and SSO); empty: any.
+SIGNUP_ALLOWED_DOMAINS = [
+    d.strip().lower().lstrip("@") for d in env.list("SIGNUP_ALLOWED_DOMAINS", default=[])
+]
+SIGNUP_INVITE_DAYS = env.int("SIGNUP_INVITE_DAYS", default=7)
+# The one-time "create the admin account" page of a fresh install asks for the
+# setup token printed in the log (or `manage.py setup_token`); default: in production.
+SETUP_REQUIRES_TOKEN = env.bool("SETUP_REQUIRES_TOKEN", default=PRODUCTION)
+# false: no local passwords at all (single sign-on only; OIDC_* must be set).
+LOCAL_LOGIN = env.bool("LOCAL_LOGIN", default=True)
+
+# OpenID Connect (mozilla-django-oidc): on when OIDC_ISSUER (or OIDC_DISCOVERY_URL)
+# and OIDC_CLIENT_ID are set. Endpoints and keys come from the discovery document.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_DISCOVERY_URL = env.str(
+    "OIDC_DISCOVERY_URL",
+    default=f"{OIDC_ISSUER}/.well-known/openid-configuration" if OIDC_ISSUER else "",
+)
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGO", default="RS256")
+OIDC_BUTTON_LABEL = env.str("OIDC_BUTTON_LABEL", default="Log in with single sign-on")
+# Create an account for a verified email the platform has not seen (else: only match existing ones).
+OIDC_CREATE_USER = env.bool("OIDC_CREATE_USERS", default=True)
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+OIDC_ENABLED = bool(OIDC_DISCOVERY_URL and OIDC_RP_CLIENT_ID)
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATE_CLASS = "accounts.oidc.AuthenticationRequestView"
+OIDC_CALLBACK_CLASS = "accounts.oidc.AuthenticationCallbackView"
+if not LOCAL_LOGIN and not OIDC_ENABLED:
+    raise ImproperlyConfigured("LOCAL_LOGIN=false needs single sign-on: set OIDC_ISSUER and OIDC_CLIENT_ID")
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+    *(["accounts.oidc.OIDCBackend"] if OIDC_ENABLED else []),
+]
+
+# Login throttling (django-axes): failures are counted in the database, so
+# every process sees the same count; a username is locked after the limit, and
+# so is a client address (password spraying across many usernames).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = env.float("LOGIN_LOCKOUT_MINUTES", default=15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# How many proxies in front append to X-Forwarded-For (0: the peer address is the client).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False
+# Every login, successful or not, would be a row: the failures are what count.
+AXES_DISABLE_ACCESS_LOG = True
+
+# Email (password reset): EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587,
+# smtp+ssl://…:465, consolemail:// (the default outside production: mail is printed
+# to the log), filemail:////path (one file per message).
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25" if PRODUCTION else "consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+# filemail:////var/mail/chat (four slashes: an absolute path) writes each message to a file.
+EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH") or None
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Chat <chat@localhost>")
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)

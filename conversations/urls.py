@@ -1,16 +1,12 @@
-"""Page routes of the chat domain: accounts, conversations, history fragments, exports."""
+"""Page routes of the chat domain: conversations, history fragments, exports."""
 
 from __future__ import annotations
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from conversations import views
 
 urlpatterns = [
-    path("accounts/login/", views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/signup/", views.signup, name="signup"),
     path("", views.home, name="home"),
     path("archived/", views.archived_list, name="archived"),
     path("conversations/", views.conversation_list_fragment, name="conversation-list"),

@@ -1,4 +1,4 @@
-"""The chat pages: accounts, the conversation list and page, history fragments, exports.
+"""The chat pages: the conversation list and page, history fragments, exports.
 
 Views stay thin: parse, call one selector or service, render. Everything a
 person sees is rendered here on the server (message text through the one
@@ -15,8 +15,6 @@ import uuid
 import structlog
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth import login
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
@@ -27,10 +25,11 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import policy
 from conversations import llm, services
 from conversations.events import conversation_payload
 from conversations.exports import conversation_to_dict, conversation_to_markdown
-from conversations.forms import ArchiveForm, ConversationSettingsForm, PinForm, RenameForm, SignupForm
+from conversations.forms import ArchiveForm, ConversationSettingsForm, PinForm, RenameForm
 from conversations.llm.base import LLMError
 from conversations.models import Conversation, Message
 from conversations.search import conversation_search
@@ -47,31 +46,6 @@ log = structlog.get_logger(__name__)
 MODELS_CACHE_SECONDS = 60
 MODELS_TIMEOUT_SECONDS = 3.0
 MODELS_CACHE_KEY = "chat:provider-models"
-
-
-# --- accounts ----------------------------------------------------------------
-
-
-class LoginView(auth_views.LoginView):
-    redirect_authenticated_user = True
-
-    def get_context_data(self, **kwargs):
-        return super().get_context_data(allow_signup=settings.ALLOW_SIGNUP, **kwargs)
-
-
-@require_http_methods(["GET", "POST"])
-def signup(request: HttpRequest) -> HttpResponse:
-    if not settings.ALLOW_SIGNUP:
-        return render(request, "registration/signup_closed.html", status=404)
-    if request.user.is_authenticated:
-        return redirect("home")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user)
-        log.info("user_signed_up", user_id=user.pk, superuser=user.is_superuser)
-        return redirect("home")
-    return render(request, "registration/signup.html", {"form": form})
 
 
 # --- conversations -------------------------------------------------------------
@@ -105,7 +79,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         "conversation": conversation,
         "messages": messages,
         "has_earlier": has_earlier,
-        "settings_form": _settings_form(conversation),
+        "settings_form": _settings_form(conversation, user=request.user),
         "rename_form": RenameForm(initial={"title": conversation.title}),
         "provider_status": llm.provider_status(),
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -167,7 +141,7 @@ def conversation_archive(request: HttpRequest, conversation_id: uuid.UUID) -> Ht
 @require_POST
 def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-    form = _settings_form(conversation, data=request.POST)
+    form = _settings_form(conversation, user=request.user, data=request.POST)
     if not form.is_valid():
         return _form_invalid(request, form, conversation)
     services.conversation_update(
@@ -300,10 +274,14 @@ def sidebar_context(request: HttpRequest, *, archived: bool, current_id: uuid.UU
     }
 
 
-def _settings_form(conversation: Conversation, data=None) -> ConversationSettingsForm:
+def _settings_form(conversation: Conversation, *, user, data=None) -> ConversationSettingsForm:
+    """The picker offers only the models the user's groups allow (accounts.policy)."""
+    models = available_models()
     return ConversationSettingsForm.for_conversation(
         conversation,
-        models=available_models(),
+        models=policy.allowed_models(user, models),
+        default_allowed=policy.model_allowed(user, ""),
+        current_allowed=policy.model_allowed(user, conversation.model),
         max_prompt_chars=settings.CHAT_MAX_MESSAGE_CHARS,
         data=data,
     )

@@ -110,6 +110,7 @@ def _fake() -> LLMProvider:
         ttft=settings.LLM_FAKE_TTFT,
         tokens_per_second=settings.LLM_FAKE_TOKENS_PER_SECOND,
         reply_tokens=settings.LLM_FAKE_TOKENS,
+        extra_models=tuple(settings.LLM_FAKE_MODELS),
     )
 
 

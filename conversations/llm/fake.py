@@ -360,8 +360,11 @@ class FakeProvider(LLMProvider):
         ttft: float = 0.05,
         tokens_per_second: float = 200.0,
         reply_tokens: int = DEFAULT_TOKENS,
+        extra_models: tuple[str, ...] = (),
     ) -> None:
         super().__init__(model=model, context_tokens=context_tokens, max_output_tokens=max_output_tokens)
+        #: Further names it answers to and lists (tests of the model picker and model access).
+        self.extra_models = tuple(extra_models)
         self.ttft = ttft
         self.tokens_per_second = tokens_per_second
         self.reply_tokens = reply_tokens
@@ -378,6 +381,9 @@ class FakeProvider(LLMProvider):
         stream = FakeStream(self, list(messages), model or self.model, options or DEFAULT_OPTIONS)
         self.streams.append(stream)
         return stream
+
+    async def list_models(self) -> list[str]:
+        return [self.model, *self.extra_models]
 
     def expected_reply(
         self, messages: str | list[ChatMessage], *, options: GenerationOptions | None = None

@@ -63,12 +63,6 @@ def sidebar(response) -> str:
     return re.sub(r"<[^>]+>", "", content[start : content.index('id="sidebar-more"', start)])
 
 
-def signup(client, username="bob"):
-    return client.post(
-        reverse("signup"), {"username": username, "password1": PASSWORD, "password2": PASSWORD}
-    )
-
-
 class Tags(HTMLParser):
     """Every start tag of a page, with its attributes."""
 
@@ -88,6 +82,7 @@ class Tags(HTMLParser):
 
 
 def test_anonymous_visitor_of_home_lands_on_the_login_page(client):
+    rows.user("someone")  # not a fresh install (that shows the setup page)
     response = client.get("/", follow=True)
     assert response.redirect_chain[-1][0].startswith(reverse("login"))
     assert b'name="password"' in response.content
@@ -101,59 +96,6 @@ def test_chat_pages_require_login(client, name):
     response = client.get(reverse(name, args=[conversation.id]))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
-
-
-def test_signup_form_has_username_password_and_confirmation(client):
-    content = client.get(reverse("signup")).content.decode()
-    for field in ('name="username"', 'name="password1"', 'name="password2"'):
-        assert field in content
-
-
-def test_first_account_becomes_superuser_and_staff(client):
-    signup(client, "first")
-    user = get_user_model().objects.get(username="first")
-    assert user.is_superuser and user.is_staff
-
-
-def test_later_accounts_are_ordinary_users(client):
-    signup(client, "first")
-    signup(Client(), "second")
-    user = get_user_model().objects.get(username="second")
-    assert not user.is_superuser and not user.is_staff
-
-
-def test_signup_signs_the_new_user_in_and_opens_a_chat(client):
-    response = signup(client)
-    assert response.status_code == 302
-    assert client.get("/").status_code == 302  # to a conversation, not to the login page
-    assert Conversation.objects.filter(owner__username="bob").count() == 1
-
-
-def test_signup_refuses_mismatched_passwords(client):
-    response = client.post(
-        reverse("signup"), {"username": "bob", "password1": PASSWORD, "password2": PASSWORD + "x"}
-    )
-    assert response.status_code == 200
-    assert not get_user_model().objects.filter(username="bob").exists()
-
-
-def test_signup_is_a_clear_404_when_turned_off(client, settings):
-    settings.ALLOW_SIGNUP = False
-    response = client.get(reverse("signup"))
-    assert response.status_code == 404
-    assert b"Sign-up is closed" in response.content
-
-
-def test_signup_post_creates_nobody_when_turned_off(client, settings):
-    settings.ALLOW_SIGNUP = False
-    assert signup(client).status_code == 404
-    assert not get_user_model().objects.exists()
-
-
-def test_login_page_links_to_signup_only_when_it_is_on(client, settings):
-    assert reverse("signup").encode() in client.get(reverse("login")).content
-    settings.ALLOW_SIGNUP = False
-    assert reverse("signup").encode() not in client.get(reverse("login")).content
 
 
 def test_login_with_the_right_password_opens_the_app(client):
@@ -565,12 +507,6 @@ def test_changes_without_a_csrf_token_are_refused(alice, name, data):
     assert client.post(reverse(name, args=args), data).status_code == 403
     conversation.refresh_from_db()
     assert conversation.title == "unchanged"
-
-
-def test_signup_without_a_csrf_token_is_refused():
-    client = Client(enforce_csrf_checks=True)
-    response = client.post(reverse("signup"), {"username": "x", "password1": PASSWORD, "password2": PASSWORD})
-    assert response.status_code == 403
 
 
 def test_every_post_form_on_the_chat_page_carries_a_csrf_token(client, alice):

@@ -43,6 +43,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 PASSWORD = "browser-tests-Pa55word"
+ADMIN_USERNAME = "browser-admin"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Short pages so "Load earlier" is reachable with a few exchanges.
@@ -95,7 +96,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
         "DEBUG": "false",
         "DATABASE_URL": live_database_url,
         "REDIS_URL": redis_url,
-        "ALLOW_SIGNUP": "true",
+        "SIGNUP_MODE": "open",
         "LLM_PROVIDER": "fake",
         "LLM_FAKE_TTFT": "0.05",
         "LLM_FAKE_TOKENS_PER_SECOND": "200",
@@ -112,6 +113,19 @@ def live(tmp_path_factory) -> Iterator[Live]:
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
             cwd=ROOT,
             env={**os.environ, **env},
+            check=True,
+            timeout=120,
+        )
+        # Not a fresh install (that would show the first-admin page): an admin exists.
+        subprocess.run(
+            [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", ADMIN_USERNAME],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                **env,
+                "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
+                "DJANGO_SUPERUSER_EMAIL": "admin@example.test",
+            },
             check=True,
             timeout=120,
         )
