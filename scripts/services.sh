@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL 15, Redis, Chromium and nginx (the proxy tests and the
 # benchmark run Debian's nginx with deploy/nginx/chat.conf) are installed and running on
-# loopback (a fresh machine runs nothing). Needs root; idempotent.
+# loopback (a fresh machine runs nothing), and the SSO tests' identity provider is
+# installed. Needs root; idempotent.
 set -euo pipefail
 
 apt_updated=0
@@ -14,6 +15,16 @@ command -v redis-server >/dev/null || apt_install redis-server
 [ -x /usr/bin/chromium ] || apt_install chromium
 command -v pg_ctlcluster >/dev/null || apt_install postgresql
 [ -x /usr/sbin/nginx ] || apt_install nginx
+command -v node >/dev/null || apt_install nodejs npm
+
+# The SSO tests' identity provider (oidc-provider from the npm registry, pinned by
+# tests/oidc/package-lock.json), installed once into tests/oidc/node_modules: the
+# tests never download anything.
+oidc_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/oidc"
+if [ ! -f "$oidc_dir/node_modules/.package-lock.json" ] \
+  || [ "$oidc_dir/package-lock.json" -nt "$oidc_dir/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$oidc_dir" --no-audit --no-fund --loglevel=error >/dev/null
+fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   pg_ctlcluster 15 main start
@@ -25,4 +36,4 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --save "" --appendonly no >/dev/null
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
-echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok), nginx $([ -x /usr/sbin/nginx ] && echo ok)"
+echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok), nginx $([ -x /usr/sbin/nginx ] && echo ok), oidc-provider $(node -p "require('$oidc_dir/node_modules/oidc-provider/package.json').version")"

@@ -101,6 +101,8 @@ def live(tmp_path_factory) -> Iterator[Live]:
         "LLM_FAKE_TTFT": "0.05",
         "LLM_FAKE_TOKENS_PER_SECOND": "200",
         "LLM_FAKE_TOKENS": "30",
+        # A second model, for the model-access tests.
+        "LLM_FAKE_MODELS": "fake-large",
         "CHAT_HISTORY_PAGE": str(HISTORY_PAGE),
         # One account runs every test: the per-user limits must not be what a test meets.
         "CHAT_MESSAGES_PER_MINUTE": "10000",

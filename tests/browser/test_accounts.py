@@ -1,0 +1,288 @@
+"""Accounts in Chromium: single sign-on through a real OpenID Connect provider, sign-up
+policy and invites, login lockout, password reset by email, and model access by group.
+
+Servers beside the suite's live one share its database and Redis with other
+settings (single sign-on and invite-only; closed sign-up with file email), as
+differently configured processes of one deployment would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import (
+    ADMIN_USERNAME,
+    DESKTOP,
+    PASSWORD,
+    Live,
+    new_chat,
+    screenshot,
+    sign_up,
+    wait_connected,
+)
+from tests.idp import identity_provider
+from tests.servers import ROOT, Server, daphne, free_port
+
+IDP_PASSWORD = "idp-Pa55word-for-tests"
+IDP_USERS = {
+    "ada": {"password": IDP_PASSWORD, "email": "ada@idp.test", "name": "Ada Lovelace"},
+    "eve": {"password": IDP_PASSWORD, "email": "eve@idp.test", "email_verified": False},
+}
+CHAT_URL = re.compile(r".*/c/[0-9a-f-]{36}/$")
+
+
+def manage(live: Live, *args: str) -> str:
+    """A management command against the live database (setup a test needs, through the ORM)."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **live.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def sso_server(live: Live, tmp_path_factory) -> Iterator[Server]:
+    """A process with single sign-on against node-oidc-provider, sign-up by invite only."""
+    log_dir = tmp_path_factory.mktemp("sso")
+    port = free_port()
+    with identity_provider(
+        redirect_uri=f"http://127.0.0.1:{port}/accounts/oidc/callback/", users=IDP_USERS, log_dir=log_dir
+    ) as idp:
+        env = {**live.env, **idp.app_env(), "SIGNUP_MODE": "invite"}
+        with daphne(env, port=port, log_dir=log_dir, name="sso") as server:
+            yield server
+
+
+@pytest.fixture(scope="module")
+def mail_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mail")
+
+
+@pytest.fixture(scope="module")
+def closed_server(live: Live, mail_dir: Path, tmp_path_factory) -> Iterator[Server]:
+    """A process with sign-up closed that writes its email to files (another process can read them)."""
+    env = {**live.env, "SIGNUP_MODE": "closed", "EMAIL_URL": f"filemail:///{mail_dir}"}
+    with daphne(env, log_dir=tmp_path_factory.mktemp("closed"), name="closed") as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(browser, problems):
+    """A browser with nobody signed in."""
+    context = browser.new_context(viewport=DESKTOP, color_scheme="light")
+    page = problems.watch(context.new_page())
+    yield page
+    context.close()
+    assert not problems.dialogs, problems.dialogs
+    assert not problems.errors, problems.errors
+
+
+@pytest.fixture
+def no_lockouts(live: Live) -> Iterator[None]:
+    """Login failures are shared by every process (the database): leave none for later tests."""
+    yield
+    with psycopg.connect(live.database_url, autocommit=True) as db:
+        db.execute("DELETE FROM axes_accessattempt")
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in", exact=True).click()
+
+
+# --- single sign-on ----------------------------------------------------------------------
+
+
+def test_sso_login_through_the_real_provider_lands_a_new_user_in_the_chat(fresh, sso_server):
+    page = fresh
+    page.goto(f"{sso_server.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    screenshot(page, "login-01-login-page-with-sso")
+    page.get_by_role("link", name="Log in with Test IdP").click()
+
+    expect(page.get_by_role("heading", name="Test identity provider")).to_be_visible()
+    assert "/interaction/" in page.url and f":{sso_server.port}/" not in page.url
+    page.get_by_label("Login").fill("ada")
+    page.get_by_label("Password").fill(IDP_PASSWORD)
+    screenshot(page, "login-02-identity-provider")
+    page.get_by_role("button", name="Sign in").click()
+
+    page.wait_for_url(CHAT_URL)
+    wait_connected(page)
+    expect(page.locator("#messages-empty")).to_be_visible()
+    screenshot(page, "login-03-landed-in-the-chat")
+    page.goto(f"{sso_server.url}/settings/")
+    expect(page.locator("main")).to_contain_text("Signed in as ada (ada@idp.test)")
+    # Single sign-on accounts have no password here.
+    expect(page.locator("main")).to_contain_text("no password here")
+
+
+def test_sso_refuses_an_unverified_email_with_a_reason(fresh, sso_server):
+    page = fresh
+    page.goto(f"{sso_server.url}/accounts/login/")
+    page.get_by_role("link", name="Log in with Test IdP").click()
+    page.get_by_label("Login").fill("eve")
+    page.get_by_label("Password").fill(IDP_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/$"))
+    expect(page.get_by_role("alert")).to_contain_text("has not verified this email address")
+
+
+# --- sign-up policy ---------------------------------------------------------------------------
+
+
+def test_closed_signup_hides_and_refuses_sign_up(fresh, closed_server, problems):
+    problems.allow(r"status of 404")  # the closed page is a 404, on purpose
+    page = fresh
+    page.goto(f"{closed_server.url}/accounts/login/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.get_by_role("link", name="Sign up")).to_have_count(0)
+    response = page.goto(f"{closed_server.url}/accounts/signup/")
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Sign-up is closed")).to_be_visible()
+    screenshot(page, "signup-closed")
+    # A hand-made POST with a valid CSRF token makes no account either.
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    name = f"sneaky-{uuid.uuid4().hex[:6]}"
+    posted = page.request.post(
+        f"{closed_server.url}/accounts/signup/",
+        form={"csrfmiddlewaretoken": token, "username": name, "password1": PASSWORD, "password2": PASSWORD},
+        headers={"Referer": f"{closed_server.url}/accounts/signup/"},
+    )
+    assert posted.status == 404
+    log_in(page, closed_server.url, name, PASSWORD)
+    expect(page.locator(".form-errors")).to_be_visible()
+
+
+def test_an_invite_link_works_once(browser, fresh, sso_server, problems):
+    problems.allow(r"status of 404")  # a refused sign-up page is a 404, on purpose
+    page = fresh
+    response = page.goto(f"{sso_server.url}/accounts/signup/")
+    assert response.status == 404
+    expect(page.locator("main")).to_contain_text("needs an invite link")
+
+    # An admin makes the link in the admin.
+    log_in(page, sso_server.url, ADMIN_USERNAME, PASSWORD)
+    page.goto(f"{sso_server.url}/admin/accounts/invite/add/")
+    page.get_by_label("Note").fill("for the new analyst")
+    page.get_by_role("button", name="Save", exact=True).click()
+    notice = page.locator(".messagelist").inner_text()
+    link = re.search(r"(http://\S+/accounts/invite/\S+/)", notice).group(1)
+
+    newcomer = problems.watch(browser.new_context(viewport=DESKTOP).new_page())
+    newcomer.goto(link)
+    expect(newcomer.get_by_text("You were invited. This link works once.")).to_be_visible()
+    newcomer.get_by_label("Username").fill(f"analyst-{uuid.uuid4().hex[:6]}")
+    newcomer.get_by_label("Password", exact=True).fill(PASSWORD)
+    newcomer.get_by_label("Password confirmation").fill(PASSWORD)
+    newcomer.get_by_role("button", name="Sign up").click()
+    newcomer.wait_for_url(CHAT_URL)
+    wait_connected(newcomer)
+    newcomer.context.close()
+
+    second = problems.watch(browser.new_context(viewport=DESKTOP).new_page())
+    response = second.goto(link)
+    assert response.status == 404
+    expect(second.locator("main")).to_contain_text("has been used or has expired")
+    second.context.close()
+
+
+# --- account safety --------------------------------------------------------------------------
+
+
+def test_ten_wrong_passwords_lock_the_account_with_a_message(
+    fresh, live, closed_server, no_lockouts, problems
+):
+    problems.allow(r"status of 429")  # the lockout page is a 429, on purpose
+    page = fresh
+    username = f"target-{uuid.uuid4().hex[:6]}"
+    sign_up(page, live.url, username)
+    page.context.clear_cookies()
+    for _ in range(9):
+        log_in(page, closed_server.url, username, "not-the-password")
+        expect(page.locator(".form-errors")).to_contain_text("enter a correct username and password")
+    log_in(page, closed_server.url, username, "not-the-password")
+    expect(page.get_by_role("heading", name="Too many failed attempts")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("locked for 15 minutes after 10 wrong passwords")
+    screenshot(page, "login-locked-out")
+    # The right password is refused too, on the other process as well.
+    log_in(page, live.url, username, PASSWORD)
+    expect(page.get_by_role("heading", name="Too many failed attempts")).to_be_visible()
+
+
+def test_password_reset_email_arrives_and_its_link_sets_a_new_password(fresh, live, closed_server, mail_dir):
+    page = fresh
+    username = f"forgetful-{uuid.uuid4().hex[:6]}"
+    email = f"{username}@example.test"
+    page.goto(f"{live.url}/accounts/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(CHAT_URL)
+    page.context.clear_cookies()
+
+    page.goto(f"{closed_server.url}/accounts/login/")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill(email)
+    screenshot(page, "password-reset-01-ask")
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+
+    messages = [p.read_text() for p in mail_dir.iterdir()]
+    mine = [m for m in messages if f"To: {email}" in m]
+    assert len(mine) == 1, messages
+    link = re.search(r"(http://127\.0\.0\.1:\d+/accounts/password/reset/\S+/)", mine[0]).group(1)
+    page.goto(link)
+    new_password = "a-brand-new-Pa55phrase"
+    page.get_by_label("New password", exact=True).fill(new_password)
+    page.get_by_label("New password confirmation").fill(new_password)
+    screenshot(page, "password-reset-02-new-password")
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.get_by_role("heading", name="Password changed")).to_be_visible()
+
+    log_in(page, closed_server.url, username, new_password)
+    page.wait_for_url(CHAT_URL)
+
+
+# --- roles and model access --------------------------------------------------------------------
+
+
+def test_a_member_cannot_pick_a_model_their_group_lacks(fresh, live):
+    page = fresh
+    username = f"intern-{uuid.uuid4().hex[:6]}"
+    manage(
+        live,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group, User\n"
+        "from accounts.models import GroupModelAccess\n"
+        "interns, _ = Group.objects.get_or_create(name='interns')\n"
+        "GroupModelAccess.objects.get_or_create(group=interns, model='fake-model')\n"
+        f"user = User.objects.create_user({username!r}, password={PASSWORD!r})\n"
+        "user.groups.set([interns])\n",
+    )
+    log_in(page, live.url, username, PASSWORD)
+    page.wait_for_url(CHAT_URL)
+    new_chat(page, live.url)
+    page.get_by_text("Options", exact=True).click()
+    options = page.get_by_label("Model").locator("option")
+    expect(options).to_have_text(["Default model", "fake-model"])
