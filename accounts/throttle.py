@@ -1,7 +1,8 @@
-"""Who is asking, for login throttling: the client address as the trusted proxies saw it."""
+"""Login throttling: who is asking (the client address as the trusted proxies saw it), and the lockout check."""
 
 from __future__ import annotations
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -20,3 +21,14 @@ def client_ip(request: HttpRequest) -> str | None:
     if len(forwarded) < hops:
         return peer
     return forwarded[-hops]
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes' check before any password is tried. A call without a request (the
+    test client's `login()`, a shell) has no client to throttle: it is let through to the
+    password backends rather than failing, as every web login passes its request."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

@@ -353,7 +353,7 @@ if not LOCAL_LOGIN and not OIDC_ENABLED:
 
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out username before any password is checked.
-    "axes.backends.AxesStandaloneBackend",
+    "accounts.throttle.LockoutBackend",
     *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
     *(["accounts.oidc.OIDCBackend"] if OIDC_ENABLED else []),
 ]
