@@ -71,7 +71,8 @@ def conversation_history(
         except ValueError:
             ids = []
     page = ids[-limit:]
-    by_id = Message.objects.in_bulk(page)
+    # Citations (documents app) are shown under replies: one query for the page.
+    by_id = Message.objects.prefetch_related("citations").in_bulk(page)
     return [by_id[i] for i in page if i in by_id], len(ids) > len(page)
 
 

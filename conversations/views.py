@@ -39,6 +39,7 @@ from conversations.selectors import (
     conversation_list,
     conversation_page,
 )
+from documents.selectors import attachment_list
 
 log = structlog.get_logger(__name__)
 # The provider's model list is asked at most this often per cache, and never
@@ -83,6 +84,9 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         "rename_form": RenameForm(initial={"title": conversation.title}),
         "provider_status": llm.provider_status(),
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "attachments": attachment_list(conversation=conversation),
+        "documents_max_bytes": settings.DOCUMENTS_MAX_BYTES,
+        "documents_paste_chars": settings.DOCUMENTS_PASTE_CHARS,
         # Unsaved rows: the templates the browser clones for live messages.
         "user_template": Message(role=Message.Role.USER, status=Message.Status.COMPLETE),
         "assistant_template": Message(role=Message.Role.ASSISTANT, status=Message.Status.STREAMING),
@@ -320,7 +324,7 @@ def _history_after(conversation: Conversation, after: str) -> tuple[list[Message
         # Not on this branch any more, or too far behind to patch: start over.
         messages, has_earlier = conversation_history(conversation=conversation)
         return messages, has_earlier, True
-    by_id = Message.objects.in_bulk(newer)
+    by_id = Message.objects.prefetch_related("citations").in_bulk(newer)
     return [by_id[i] for i in newer if i in by_id], True, False
 
 

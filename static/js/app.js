@@ -1,6 +1,7 @@
 // The page's entry point: wires the modules of the chat page together.
 // Every page gets the sidebar drawer; the chat page gets the live conversation.
 
+import { Attachments } from "./attachments.js";
 import { setupCodeCopy } from "./codecopy.js";
 import { Composer } from "./composer.js";
 import { applyConversation } from "./conversation.js";
@@ -34,6 +35,16 @@ function startChat(root) {
     maxChars: Number(root.dataset.maxChars) || 32000,
   });
   const showError = (text) => composer.showError(text);
+  new Attachments({
+    url: root.dataset.attachmentsUrl,
+    list: document.getElementById("attachments"),
+    input: document.getElementById("attach-input"),
+    button: document.getElementById("attach"),
+    offer: document.getElementById("paste-offer"),
+    dropHint: document.getElementById("drop-hint"),
+    textarea: document.getElementById("composer-input"),
+    dropZone: root,
+  });
   const editor = new Editor(list, { socket, onError: showError });
   const history = new History({
     url: root.dataset.messagesUrl,

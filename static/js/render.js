@@ -3,6 +3,7 @@
 // parsed as HTML.
 
 import { enhanceCode } from "./codecopy.js";
+import { renderSources } from "./sources.js";
 import { length } from "./text.js";
 
 export const LIVE_STATUSES = new Set(["pending", "streaming"]);
@@ -32,7 +33,7 @@ export function createMessage(message) {
 }
 
 /** The finished reply: the server's sanitised HTML, status and usage. */
-export function finishMessage(element, { status, html, usage, error }) {
+export function finishMessage(element, { status, html, usage, error, sources }) {
   element.dataset.status = status;
   delete element.dataset.offset;
   const body = element.querySelector(".message__body");
@@ -40,6 +41,7 @@ export function finishMessage(element, { status, html, usage, error }) {
   delete body.dataset.renderedEnd;
   body.innerHTML = html || ""; // sanitised by the server's one renderer
   enhanceCode(body);
+  renderSources(element, sources);
 
   const note = element.querySelector(".message__note");
   if (note) note.textContent = status === "cancelled" ? "Stopped" : "";

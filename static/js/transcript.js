@@ -169,7 +169,13 @@ export class Transcript extends EventTarget {
     const element = this.element(frame.message_id);
     this.live.delete(frame.message_id);
     if (!element) return;
-    finishMessage(element, { status: frame.status, html: frame.html, usage: frame.usage, error });
+    finishMessage(element, {
+      status: frame.status,
+      html: frame.html,
+      usage: frame.usage,
+      error,
+      sources: frame.sources,
+    });
   }
 
   #track(element) {

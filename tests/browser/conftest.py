@@ -10,6 +10,7 @@ console error, uncaught exception or JavaScript dialog.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -109,6 +110,8 @@ def live(tmp_path_factory) -> Iterator[Live]:
         "CHAT_CONCURRENT_REPLIES": "100",
         "CHAT_DAILY_TOKEN_BUDGET": "100000000",
         "LOG_LEVEL": "WARNING",
+        # Uploaded files go to a directory of the suite's own, never the checkout.
+        "DOCUMENTS_STORAGE_OPTIONS": json.dumps({"location": str(tmp_path_factory.mktemp("attachments"))}),
     }
     try:
         subprocess.run(
