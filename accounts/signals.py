@@ -2,7 +2,14 @@
 
 - every new account joins the `member` group;
 - membership of the `admin` group is what makes a user staff (the admin site's gate);
+- losing a group (a role, or the models it granted) or the account itself closes the
+  user's open sockets on every process at once (4403): they reconnect, if they still
+  may, under the new rules;
 - a changed password clears the login lockout of that username.
+
+Deactivation and password changes close sockets through `conversations.signals`
+(each socket re-checks its session); a group removal leaves the session valid, so
+it forces them closed.
 """
 
 from __future__ import annotations
@@ -10,10 +17,11 @@ from __future__ import annotations
 import structlog
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db.models.signals import m2m_changed, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import ADMIN_GROUP, MEMBER_GROUP, role_group
+from conversations.events import end_user_sessions
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +57,10 @@ def groups_changed(sender, instance, action, reverse, model, pk_set, **kwargs) -
         user_ids = getattr(instance, "_cleared_user_ids", [])
     else:
         user_ids = list(pk_set or []) if reverse else [instance.pk]
+    if action in {"post_remove", "post_clear"}:
+        for user_id in user_ids:
+            end_user_sessions(user_id, reason="role_changed", force=True)
+        log.info("user_groups_removed", user_ids=list(user_ids), action=action)
     if reverse and instance.name != ADMIN_GROUP:
         return
     if (
@@ -70,3 +82,8 @@ def password_changed_clears_lockout(sender, instance, update_fields=None, **kwar
 
         reset(username=instance.get_username())
         log.info("login_lockout_cleared", user_id=instance.pk, reason="password_changed")
+
+
+@receiver(post_delete, sender=User)
+def deleted_accounts_lose_their_sockets(sender, instance, **kwargs) -> None:
+    end_user_sessions(instance.pk, reason="account_deleted", force=True)

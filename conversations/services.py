@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
+from accounts import policy
 from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, UsageEvent
@@ -76,31 +77,38 @@ class ReplyStart:
 
 
 def check_can_generate(*, user_id: int, conversation: Conversation) -> None:
-    """Rate limit, one reply at a time, concurrent replies and the daily token budget.
+    """Model access, rate limit, one reply at a time, concurrent replies and the daily token budget.
 
     Called inside the send's transaction: the user's row is locked first, so
     sends of one user (from any tab, conversation or process) are checked
     one after the other and limits hold under concurrency. Replies still
     being written reserve LLM_MAX_OUTPUT_TOKENS each against the budget, so
     concurrent sends cannot together overrun it. The rate limit counts in
-    the cache (Redis when configured), across processes.
+    the cache (Redis when configured), across processes. Model access and the
+    user's own limits come from `accounts.policy` (groups, profile overrides).
     """
     if get_provider() is None:
         raise SendRefused("no_model", provider_status()["reason"] or "No model is configured.")
     user = get_user_model().objects.select_for_update().filter(pk=user_id, is_active=True).first()
     if user is None:
         raise SendRefused("session_ended", "Your session has ended; log in again.")
+    if not policy.model_allowed(user, conversation.model):
+        raise SendRefused(
+            "model_not_allowed",
+            f"You may not use the model {conversation.model or 'set as default'}; choose another in Options.",
+        )
+    limits = policy.user_limits(user)
     _count_send(user_id)
     streaming = Message.objects.filter(conversation__owner_id=user_id, status=Message.Status.STREAMING)
     running = list(streaming.values_list("conversation_id", flat=True))
     if conversation.pk in running:
         raise SendRefused("busy", "A reply is still being written in this conversation; stop it or wait.")
-    if len(running) >= settings.CHAT_CONCURRENT_REPLIES:
-        raise SendRefused("rate_limited", f"At most {settings.CHAT_CONCURRENT_REPLIES} replies at once.")
+    if len(running) >= limits.concurrent_replies:
+        raise SendRefused("rate_limited", f"At most {limits.concurrent_replies} replies at once.")
     since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     spent = UsageEvent.objects.totals_for(user, since=since)
     reserved = len(running) * settings.LLM_MAX_OUTPUT_TOKENS
-    if spent["prompt_tokens"] + spent["completion_tokens"] + reserved >= settings.CHAT_DAILY_TOKEN_BUDGET:
+    if spent["prompt_tokens"] + spent["completion_tokens"] + reserved >= limits.daily_tokens:
         raise SendRefused("quota_exceeded", "You have used today's token budget; it renews at midnight UTC.")
 
 

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,11 @@ def manage(live: Live, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def printed(output: str) -> str:
+    """The last line a `manage.py shell -c` printed (logs go to stdout before it)."""
+    return output.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +292,71 @@ def test_a_member_cannot_pick_a_model_their_group_lacks(fresh, live):
     page.get_by_text("Options", exact=True).click()
     options = page.get_by_label("Model").locator("option")
     expect(options).to_have_text(["Default model", "fake-model"])
+
+
+def test_a_member_cannot_send_to_a_model_their_group_lacks(fresh, live):
+    page = fresh
+    username = f"narrowed-{uuid.uuid4().hex[:6]}"
+    # The conversation was set to the large model before an admin narrowed the group's access.
+    conversation_id = manage(
+        live,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group, User\n"
+        "from accounts.models import GroupModelAccess\n"
+        "from conversations.models import Conversation\n"
+        "interns, _ = Group.objects.get_or_create(name='interns')\n"
+        "GroupModelAccess.objects.get_or_create(group=interns, model='fake-model')\n"
+        f"user = User.objects.create_user({username!r}, password={PASSWORD!r})\n"
+        "user.groups.set([interns])\n"
+        "print(Conversation.objects.create(owner=user, model='fake-large').id)\n",
+    )
+    conversation_id = printed(conversation_id)
+    log_in(page, live.url, username, PASSWORD)
+    page.goto(f"{live.url}/c/{conversation_id}/")
+    wait_connected(page)
+    composer = page.get_by_label("Message", exact=True)
+    composer.fill("hello there")
+    composer.press("Enter")
+    expect(page.locator("#composer-error")).to_contain_text("You may not use the model fake-large")
+    expect(page.locator("#messages .message--assistant")).to_have_count(0)
+    screenshot(page, "model-access-refused")
+
+
+# --- revocation ---------------------------------------------------------------------------------
+
+
+def test_deactivating_a_user_in_the_admin_closes_their_socket_on_another_process_within_5_s(
+    browser, fresh, live, closed_server, problems
+):
+    username = f"leaver-{uuid.uuid4().hex[:6]}"
+    user_id = manage(
+        live,
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User\nprint(User.objects.create_user({username!r}, password={PASSWORD!r}).pk)\n",
+    )
+    user_id = printed(user_id)
+    # The user chats on the suite's server ...
+    victim = fresh
+    log_in(victim, live.url, username, PASSWORD)
+    victim.wait_for_url(CHAT_URL)
+    new_chat(victim, live.url)
+
+    # ... and an admin deactivates them in the admin of another process.
+    admin = problems.watch(browser.new_context(viewport=DESKTOP).new_page())
+    log_in(admin, closed_server.url, ADMIN_USERNAME, PASSWORD)
+    admin.wait_for_url(CHAT_URL)
+    admin.goto(f"{closed_server.url}/admin/auth/user/{user_id}/change/")
+    admin.get_by_label("Active").uncheck()
+    started = time.monotonic()
+    admin.get_by_role("button", name="Save", exact=True).click()
+    expect(admin.locator(".messagelist")).to_contain_text("was changed successfully")
+
+    expect(victim.locator("#session-ended")).to_be_visible(timeout=5_000)
+    elapsed = time.monotonic() - started
+    expect(victim.locator("#connection")).to_have_attribute("data-state", "closed")
+    screenshot(victim, "revocation-session-ended")
+    print(f"deactivation to closed socket on the other process: {elapsed:.2f} s")
+    assert elapsed < 5
+    admin.context.close()
