@@ -24,6 +24,7 @@ urlpatterns = [
     ),
     path("accounts/password/reset/done/", views.password_reset_complete, name="password_reset_complete"),
     path("settings/", views.settings_page, name="account-settings"),
+    path("settings/preferences/", views.preferences_save, name="account-preferences"),
     path("settings/data/export/", data_views.data_export, name="account-data-export"),
     path("settings/delete-account/", data_views.account_delete_view, name="account-delete"),
     path("settings/password/", views.password_change, name="password-change"),

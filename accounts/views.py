@@ -18,8 +18,10 @@ from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import services
+from accounts import policy, services
 from accounts.forms import SetupForm, SignupForm
+from accounts.preferences import PreferencesForm, preferences_update
+from conversations import views as conversation_views
 from conversations.views import sidebar_context
 
 log = structlog.get_logger(__name__)
@@ -189,11 +191,34 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     return _settings(request, password_form=PasswordChangeForm(request.user))
 
 
-def _settings(request: HttpRequest, *, password_form, status: int = 200) -> HttpResponse:
+def _settings(
+    request: HttpRequest, *, password_form, preferences_form: PreferencesForm | None = None, status: int = 200
+) -> HttpResponse:
     context = {
         **sidebar_context(request, archived=False),
         "settings_view": True,
         "password_form": password_form,
         "local_login": settings.LOCAL_LOGIN,
+        "preferences_form": preferences_form
+        or PreferencesForm.for_user(request.user, models=_models(request)),
     }
     return render(request, "accounts/settings.html", context, status=status)
+
+
+def _models(request: HttpRequest) -> list[str]:
+    """The models this user may pick as a default (the provider's, as their groups allow)."""
+    return policy.allowed_models(request.user, conversation_views.available_models())
+
+
+@login_required
+@require_POST
+def preferences_save(request: HttpRequest) -> HttpResponse:
+    """The settings page's preferences section: default model, custom instructions, theme."""
+    form = PreferencesForm.for_user(request.user, models=_models(request), data=request.POST)
+    if not form.is_valid():
+        return _settings(
+            request, password_form=PasswordChangeForm(request.user), preferences_form=form, status=400
+        )
+    preferences_update(user=request.user, **form.cleaned_data)
+    messages.success(request, "Preferences saved.")
+    return redirect("account-settings")

@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import policy
+from accounts.preferences import default_model_for
 from conversations import llm, services
 from conversations.events import conversation_payload
 from conversations.exports import conversation_to_dict, conversation_to_markdown
@@ -58,14 +59,14 @@ def home(request: HttpRequest) -> HttpResponse:
     """The latest conversation, or a new one for someone who has none."""
     conversation = conversation_list(user=request.user).first()
     if conversation is None:
-        conversation = services.conversation_create(owner=request.user)
+        conversation = _conversation_start(request)
     return redirect("conversation", conversation_id=conversation.id)
 
 
 @login_required
 @require_POST
 def conversation_new(request: HttpRequest) -> HttpResponse:
-    conversation = services.conversation_create(owner=request.user)
+    conversation = _conversation_start(request)
     return redirect("conversation", conversation_id=conversation.id)
 
 
@@ -225,6 +226,14 @@ def conversation_list_fragment(request: HttpRequest) -> HttpResponse:
 
 
 # --- helpers -------------------------------------------------------------------
+
+
+def _conversation_start(request: HttpRequest) -> Conversation:
+    """A new conversation with the owner's default model (while the provider offers it)."""
+    model = default_model_for(
+        user=request.user, offered=policy.allowed_models(request.user, available_models())
+    )
+    return services.conversation_create(owner=request.user, model=model)
 
 
 def sidebar_context(request: HttpRequest, *, archived: bool, current_id: uuid.UUID | None = None) -> dict:

@@ -59,6 +59,7 @@ OWNER_FREE_ROUTES = {
     "c/new/": "creates a conversation owned by the requester",
     "conversations/": "the sidebar fragment: lists and searches one's own conversations",
     "settings/": "the requester's own settings page",
+    "settings/preferences/": "saves the requester's own preferences, POST with CSRF",
     "settings/data/export/": "downloads the requester's own data (accounts/tests/test_data_lifecycle.py)",
     "settings/delete-account/": "deletes the requester's own account, password-confirmed, POST with CSRF",
 }
