@@ -1,0 +1,131 @@
+"""Preferences (theme, default model, custom instructions) and the designed error pages,
+in Chromium against the live server, with screenshots of each."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.test import RequestFactory
+from django.views.defaults import server_error
+from playwright.sync_api import expect
+
+from tests.browser.conftest import PHONE, screenshot, sign_up
+
+WIDE = {"width": 1366, "height": 800}
+DARK_BG = "rgb(21, 23, 28)"  # --bg of the dark theme
+LIGHT_BG = "rgb(255, 255, 255)"
+
+
+def new_person(browser, live, problems, *, scheme="light", viewport=WIDE):
+    context = browser.new_context(viewport=viewport, color_scheme=scheme)
+    page = problems.watch(context.new_page())
+    sign_up(page, live.url, f"prefs-{uuid.uuid4().hex[:8]}")
+    return context, page
+
+
+def styled(page) -> bool:
+    """The error page's own stylesheet loaded (so an allowed 4xx/5xx line was the document's)."""
+    return (
+        page.locator(".error-page__card").evaluate("(card) => getComputedStyle(card).borderRadius") == "14px"
+    )
+
+
+def background(page) -> str:
+    return page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+
+
+def save_theme(page, base_url: str, label: str) -> None:
+    page.goto(f"{base_url}/settings/")
+    page.get_by_label(label, exact=True).check()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_text("Preferences saved.")).to_be_visible()
+
+
+def test_theme_choice_overrides_the_system_and_applies_to_every_page(browser, live, problems):
+    context, page = new_person(browser, live, problems, scheme="light")
+    assert background(page) == LIGHT_BG  # "System" follows the browser
+    save_theme(page, live.url, "Dark")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert background(page) == DARK_BG
+    page.goto(f"{live.url}/")
+    assert background(page) == DARK_BG
+    context.close()
+
+    # On a dark system, "Light" wins.
+    context, page = new_person(browser, live, problems, scheme="dark")
+    assert background(page) == DARK_BG
+    save_theme(page, live.url, "Light")
+    assert background(page) == LIGHT_BG
+    save_theme(page, live.url, "System (follow this device)")
+    assert background(page) == DARK_BG
+    context.close()
+    assert not problems.errors and not problems.dialogs
+
+
+def test_default_model_applies_to_new_conversations_and_instructions_are_kept(browser, live, problems):
+    context, page = new_person(browser, live, problems)
+    page.goto(f"{live.url}/settings/")
+    page.get_by_label("Default model").select_option("fake-model")
+    page.get_by_label("Custom instructions").fill("Answer like a pirate.")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_text("Preferences saved.")).to_be_visible()
+    page.reload()
+    expect(page.get_by_label("Default model")).to_have_value("fake-model")
+    expect(page.get_by_label("Custom instructions")).to_have_value("Answer like a pirate.")
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_url(re.compile(r".*/c/[0-9a-f-]{36}/$"))
+    page.get_by_text("Options", exact=True).click()
+    expect(page.get_by_label("Model", exact=True)).to_have_value("fake-model")
+    context.close()
+    assert not problems.errors and not problems.dialogs
+
+
+def test_a_missing_page_is_a_designed_404_with_a_way_home(page, live, problems):
+    problems.allow(r"status of 404 \(Not Found\)")  # the page itself; styled() checks its stylesheet
+    page.goto(f"{live.url}/c/{uuid.uuid4()}/")
+    expect(page.get_by_role("heading", name="This page does not exist")).to_be_visible()
+    assert styled(page)
+    page.get_by_role("link", name="Go to your conversations").click()
+    expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+
+
+def test_an_expired_form_is_a_designed_403(page, live, problems):
+    problems.allow(r"status of 403 \(Forbidden\)")
+    page.goto(f"{live.url}/settings/")
+    # The CSRF token is gone (as after signing out and in elsewhere): the post is refused.
+    page.locator("#preferences-form input[name=csrfmiddlewaretoken]").evaluate("(input) => input.remove()")
+    page.context.clear_cookies(name="csrftoken")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("heading", name="That form could not be sent")).to_be_visible()
+    expect(page.get_by_role("link", name="Go to your conversations")).to_be_visible()
+    assert styled(page)
+
+
+def test_screenshots_of_settings_and_error_pages(browser, account, live, problems):
+    """Desktop 1366 and 390 px, light and dark: artifacts/screenshots/{settings,error-*}.png."""
+    # The 500 page as the server renders it with no request and no database,
+    # served at a URL of the live site so its stylesheet loads.
+    html_500 = server_error(RequestFactory().get("/")).content.decode()
+    problems.allow(r"status of (404 \(Not Found\)|500 \(Internal Server Error\))")
+    for scheme in ("light", "dark"):
+        for name, viewport in (("desktop", WIDE), ("phone", PHONE)):
+            context = browser.new_context(viewport=viewport, storage_state=str(account), color_scheme=scheme)
+            view = problems.watch(context.new_page())
+            view.goto(f"{live.url}/settings/")
+            expect(view.get_by_role("heading", name="Preferences")).to_be_visible()
+            screenshot(view, f"settings-{name}-{scheme}")
+            view.goto(f"{live.url}/no-such-page/")
+            expect(view.get_by_role("heading", name="This page does not exist")).to_be_visible()
+            assert styled(view)
+            screenshot(view, f"error-404-{name}-{scheme}")
+            view.route(
+                f"{live.url}/boom/",
+                lambda route: route.fulfill(status=500, body=html_500, content_type="text/html"),
+            )
+            view.goto(f"{live.url}/boom/")
+            expect(view.get_by_role("heading", name="Something went wrong on our side")).to_be_visible()
+            assert styled(view) and background(view) == (DARK_BG if scheme == "dark" else LIGHT_BG)
+            screenshot(view, f"error-500-{name}-{scheme}")
+            context.close()
+    assert not problems.errors and not problems.dialogs
