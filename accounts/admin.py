@@ -22,7 +22,7 @@ from accounts.models import GroupModelAccess, Invite, Profile, invite_token_hash
 class ProfileInline(admin.StackedInline):
     model = Profile
     can_delete = False
-    verbose_name_plural = "limits and preferences"
+    verbose_name = verbose_name_plural = "limits and preferences"
     fields = ["daily_token_budget", "concurrent_replies", "email_verified", "default_model", "theme"]
     extra = 0
     max_num = 1

@@ -8,6 +8,7 @@ differently configured processes of one deployment would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from tests.browser.conftest import (
     DESKTOP,
     PASSWORD,
     Live,
+    _with_database,
     new_chat,
     screenshot,
     sign_up,
@@ -360,3 +362,71 @@ def test_deactivating_a_user_in_the_admin_closes_their_socket_on_another_process
     print(f"deactivation to closed socket on the other process: {elapsed:.2f} s")
     assert elapsed < 5
     admin.context.close()
+
+
+# --- the first admin ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_install(live: Live, tmp_path) -> Iterator[Server]:
+    """A server on an empty database of its own (migrated, no account), requiring the setup token."""
+    name = f"test_setup_{uuid.uuid4().hex[:12]}"
+    maintenance_url = _with_database(live.database_url, "postgres")
+    with psycopg.connect(maintenance_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    env = {
+        **live.env,
+        "DATABASE_URL": _with_database(live.database_url, name),
+        "SETUP_REQUIRES_TOKEN": "true",
+        "LOG_FORMAT": "json",
+    }
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            timeout=300,
+        )
+        with daphne(env, log_dir=tmp_path, name="fresh") as server:
+            yield server
+    finally:
+        with psycopg.connect(maintenance_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_fresh_install_asks_for_the_admin_account_once_with_the_token_from_the_log(
+    fresh, fresh_install, browser, problems
+):
+    page = fresh
+    page.goto(f"{fresh_install.url}/")
+    expect(page.get_by_role("heading", name="Create the admin account")).to_be_visible()
+    screenshot(page, "setup-01-create-the-admin-account")
+    token = next(
+        json.loads(line)["setup_token"]
+        for line in fresh_install.log().splitlines()
+        if '"setup_token"' in line
+    )
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Email").fill("root@example.test")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_label("Setup token").fill("not-the-token")
+    page.get_by_role("button", name="Create the admin account").click()
+    expect(page.locator(".field__errors")).to_contain_text("not the setup token")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_label("Setup token").fill(token)
+    page.get_by_role("button", name="Create the admin account").click()
+    page.wait_for_url(CHAT_URL)
+    wait_connected(page)
+    page.goto(f"{fresh_install.url}/admin/")
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+    # Once any account exists the page is gone, for everyone.
+    problems.allow(r"status of 404")
+    stranger = problems.watch(browser.new_context(viewport=DESKTOP).new_page())
+    assert stranger.goto(f"{fresh_install.url}/accounts/setup/").status == 404
+    stranger.goto(f"{fresh_install.url}/")
+    expect(stranger.get_by_role("heading", name="Log in")).to_be_visible()
+    stranger.context.close()
