@@ -190,7 +190,7 @@ class ConversationAdmin(CascadeChatRowsMixin, admin.ModelAdmin):
         "updated_at",
     ]
     list_display_links = ["display_title"]
-    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "model", "archived", "updated_at"]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "model", "source", "archived", "updated_at"]
     list_select_related = ["owner"]
     list_per_page = 50
     # The stock admin would run a second COUNT over the whole table on every search.
@@ -349,9 +349,11 @@ class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "completion_tokens",
         "ttft_ms",
         "duration_ms",
+        "source",
+        "api_key_name",
         "conversation_link",
     ]
-    list_filter = ["model", "provider", "status", "error_code", "created_at"]
+    list_filter = ["source", "model", "provider", "status", "error_code", "created_at"]
     list_select_related = ["user", "conversation"]
     list_per_page = 100
     show_full_result_count = False
@@ -371,6 +373,8 @@ class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "completion_tokens",
         "ttft_ms",
         "duration_ms",
+        "source",
+        "api_key_name",
     ]
     readonly_fields = fields
 

@@ -27,6 +27,13 @@ def storable_text(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
+class Source(models.TextChoices):
+    """Where a conversation or a provider call came from: the chat UI or the HTTP API (api/)."""
+
+    CHAT = "chat"
+    API = "api"
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -39,6 +46,8 @@ class Conversation(models.Model):
     archived = models.BooleanField(default=False)
     # Pinned conversations head the sidebar, whatever their age.
     pinned = models.BooleanField(default=False)
+    # An API call with `store: true` keeps its exchange as a conversation marked `api`.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.CHAT)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -256,6 +265,9 @@ class UsageEvent(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices)
     error_code = models.CharField(max_length=32, blank=True, default="")
+    # The chat UI or the HTTP API; for the API, the name of the key that made the call.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.CHAT)
+    api_key_name = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = UsageEventQuerySet.as_manager()
