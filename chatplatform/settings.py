@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "conversations",
     "accounts",
     "documents",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -391,3 +392,9 @@ EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH") or None
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Chat <chat@localhost>")
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+
+
+# --- HTTP API (/v1/) -------------------------------------------------------
+# The largest request body and the most messages one call may send.
+API_MAX_REQUEST_BYTES = env.int("API_MAX_REQUEST_BYTES", default=1_048_576)
+API_MAX_MESSAGES = env.int("API_MAX_MESSAGES", default=500)

@@ -5,6 +5,7 @@ urlpatterns = [
     path("", include("ops.urls")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("", include("api.urls")),
     path("", include("conversations.urls")),
     path("", include("documents.urls")),
 ]

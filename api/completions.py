@@ -1,0 +1,312 @@
+"""One call of POST /v1/chat/completions: rows written, reply started, events turned into OpenAI's shapes.
+
+A call writes a conversation marked `api` (the request's turns) and, through
+the chat's own send service, the last user message and a `streaming` reply,
+under the chat's limits. The runtime generates the reply in this process;
+the call listens to the conversation's events and answers with one JSON
+body or a stream of `chat.completion.chunk` events. When the reply is final
+its usage event is marked as the API's (with the key's name) and, unless the
+request said `store: true`, the conversation is deleted (the usage event
+stays, its links set NULL). A client that goes away stops the reply, as
+`generation.stop` does in the chat, and the same cleanup follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from api import bridge
+from api import services as api_services
+from api.errors import ApiError, from_provider_failure, from_refusal
+from api.models import ApiKey
+from api.schema import CompletionRequest
+from conversations import services
+from conversations.models import Conversation
+from conversations.services import SendRefused
+
+log = structlog.get_logger(__name__)
+
+FINAL_EVENTS = frozenset({"message.completed", "message.failed"})
+# Cleanups of calls whose client left: each waits for its reply's final write.
+_abandoned: set[asyncio.Task] = set()
+
+
+def idle_timeout() -> float:
+    """How long a call waits for the next event before it gives up (the provider's own
+    timeouts end a stuck reply long before; this only guards against a lost event)."""
+    return settings.LLM_TIMEOUT * 2 + settings.CHAT_STALE_AFTER_SECONDS
+
+
+@dataclass(frozen=True)
+class Started:
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+
+
+def _start_rows(*, api_key: ApiKey, request: CompletionRequest, worker: str) -> Started:
+    """The conversation and the chat's send, in one transaction: a refused send leaves no rows."""
+    with transaction.atomic():
+        rows = api_services.completion_conversation_create(user=api_key.user, request=request)
+        conversation = Conversation.objects.get(pk=rows.conversation_id)
+        start = services.message_send(
+            conversation=conversation,
+            user=api_key.user,
+            content=request.exchange[-1].content,
+            client_id=rows.client_id,
+            worker=worker,
+        )
+    return Started(conversation_id=rows.conversation_id, reply_id=start.reply.id)
+
+
+class Call:
+    """A started reply and the events of its conversation, consumed by one response."""
+
+    def __init__(self, *, api_key: ApiKey, request: CompletionRequest) -> None:
+        self.api_key = api_key
+        self.request = request
+        self.created = int(time.time())
+        self.started: Started | None = None
+        self.final: dict | None = None
+        self.held = ""  # the reply's text as far as this call has passed it on
+        self._stack = contextlib.AsyncExitStack()
+        self._events: AsyncIterator[dict] | None = None
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        return f"chatcmpl-{self.started.reply_id.hex}" if self.started else "chatcmpl-"
+
+    async def open(self) -> None:
+        """Write the rows and start the reply; an ApiError (429, 404, ...) leaves nothing behind."""
+        worker = await bridge.worker_channel()
+        try:
+            self.started = await database_sync_to_async(_start_rows)(
+                api_key=self.api_key, request=self.request, worker=worker
+            )
+        except SendRefused as refused:
+            raise from_refusal(refused.code, refused.message) from refused
+        # Listen before starting, so no event of the reply is missed.
+        self._events = await self._stack.enter_async_context(bridge.listen(self.started.conversation_id))
+        await bridge.start(self.started.reply_id, options=self.request)
+        log.info(
+            "api_call_started",
+            api_key_id=self.api_key.pk,
+            user_id=self.api_key.user_id,
+            message_id=str(self.started.reply_id),
+            stream=self.request.stream,
+            end_user=self.request.user or None,
+        )
+
+    async def next_text(self) -> str | None:
+        """The next piece of reply text, or None once the reply is final (see `final`)."""
+        while self.final is None:
+            try:
+                async with asyncio.timeout(idle_timeout()):
+                    event = await anext(self._events)
+            except TimeoutError:
+                raise ApiError(
+                    504, "The model did not answer in time.", type="server_error", code="timeout"
+                ) from None
+            if event.get("message_id") != str(self.started.reply_id):
+                continue
+            kind = event.get("type")
+            if kind == "message.delta":
+                text = self._new_text(event)
+                if text:
+                    return text
+            elif kind in FINAL_EVENTS:
+                self.final = event
+        return None
+
+    def _new_text(self, event: dict) -> str:
+        # Deltas carry their offset: pass on only what this call does not hold yet.
+        offset, text = event.get("offset", 0), event.get("text", "")
+        if offset > len(self.held):
+            return ""  # a gap; the final event's content fills it
+        fresh = text[len(self.held) - offset :]
+        self.held += fresh
+        return fresh
+
+    def failure(self) -> ApiError | None:
+        if self.final is None or self.final["type"] != "message.failed":
+            return None
+        error = self.final.get("error") or {}
+        return from_provider_failure(error.get("code", ""), error.get("message", ""))
+
+    @property
+    def content(self) -> str:
+        return (self.final or {}).get("content", self.held)
+
+    @property
+    def finish_reason(self) -> str:
+        reason = (self.final or {}).get("finish_reason", "")
+        return "length" if reason == "length" else "stop"
+
+    @property
+    def usage(self) -> dict:
+        usage = (self.final or {}).get("usage") or {}
+        prompt, completion = usage.get("prompt_tokens", 0) or 0, usage.get("completion_tokens", 0) or 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    async def close(self) -> None:
+        """After the final event: mark the usage as the API's; discard the rows unless stored."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stack.aclose()
+        if self.started is None:
+            return
+        await database_sync_to_async(_after_final)(
+            reply_id=self.started.reply_id,
+            conversation_id=self.started.conversation_id,
+            api_key_name=self.api_key.name,
+            store=self.request.store,
+        )
+
+    def abandon(self) -> None:
+        """The client left (or the call failed) before the final event: stop the reply, then
+        clean up once its final write is done, in a task of its own (this one is cancelled)."""
+        if self._closed or self.started is None:
+            return
+        task = bridge.detached(self._stop_and_close())
+        _abandoned.add(task)
+        task.add_done_callback(_abandoned.discard)
+
+    async def _stop_and_close(self) -> None:
+        try:
+            if self.final is None:
+                await bridge.stop(self.started.reply_id)
+                log.info("api_call_abandoned", message_id=str(self.started.reply_id))
+                with contextlib.suppress(TimeoutError, ApiError, StopAsyncIteration):
+                    async with asyncio.timeout(settings.CHAT_STALE_AFTER_SECONDS):
+                        while await self.next_text() is not None:
+                            pass
+        finally:
+            await self.close()
+
+    # --- OpenAI's shapes ------------------------------------------------------------
+
+    def completion(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage,
+            "system_fingerprint": None,
+        }
+
+    def chunk(self, delta: dict, finish_reason: str | None = None) -> bytes:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.request.model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.request.include_usage:
+            body["usage"] = None
+        return sse(body)
+
+    def usage_chunk(self) -> bytes:
+        return sse(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.request.model,
+                "system_fingerprint": None,
+                "choices": [],
+                "usage": self.usage,
+            }
+        )
+
+
+def sse(body: dict) -> bytes:
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _after_final(*, reply_id: uuid.UUID, conversation_id: uuid.UUID, api_key_name: str, store: bool) -> None:
+    api_services.usage_mark_api(message_id=reply_id, api_key_name=api_key_name)
+    if not store:
+        api_services.conversation_discard(conversation_id=conversation_id)
+
+
+async def complete(call: Call) -> dict:
+    """The whole reply as one `chat.completion` body (raises its failure as an ApiError)."""
+    try:
+        while await call.next_text() is not None:
+            pass
+    except BaseException:
+        call.abandon()
+        raise
+    await call.close()
+    failure = call.failure()
+    if failure is not None:
+        raise failure
+    return call.completion()
+
+
+async def first_text(call: Call) -> str | None:
+    """Wait for the reply's first text before answering, so a failure before it gets its own status."""
+    try:
+        text = await call.next_text()
+    except BaseException:
+        call.abandon()
+        raise
+    if text is None:
+        await call.close()
+        failure = call.failure()
+        if failure is not None:
+            raise failure
+    return text
+
+
+async def stream(call: Call, first: str | None) -> AsyncIterator[bytes]:
+    """The reply as server-sent events: a role chunk, content chunks, the finish, usage, [DONE]."""
+    try:
+        yield call.chunk({"role": "assistant", "content": "", "refusal": None})
+        text = first
+        while text is not None:
+            yield call.chunk({"content": text})
+            text = await call.next_text()
+        failure = call.failure()
+        if failure is not None:
+            yield failure.sse()
+            return
+        yield call.chunk({}, finish_reason=call.finish_reason)
+        if call.request.include_usage:
+            yield call.usage_chunk()
+        yield DONE
+    except ApiError as error:
+        call.abandon()
+        yield error.sse()
+    except BaseException:  # the client went away (cancelled) or the stream broke: stop the model
+        call.abandon()
+        raise
+    finally:
+        if call.final is not None:
+            await asyncio.shield(call.close())

@@ -1,0 +1,79 @@
+"""The OpenAI-compatible endpoints under /v1/: async views, Bearer keys only, OpenAI's error objects.
+
+No session and no CSRF here: a request is whoever its key belongs to, and a
+browser's cookies carry no weight (csrf_exempt is safe because a cookie never
+authenticates these views).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from api import completions
+from api.auth import authenticate
+from api.errors import ApiError
+from api.schema import parse_body, parse_completion
+from api.selectors import models_for
+
+
+def _only(method: str, request: HttpRequest) -> None:
+    if request.method != method:
+        raise ApiError(405, f"{request.method} is not allowed here; use {method}.", code="method_not_allowed")
+
+
+def _body(request: HttpRequest) -> bytes:
+    declared = request.headers.get("Content-Length", "")
+    limit = settings.API_MAX_REQUEST_BYTES
+    too_large = ApiError(413, f"Request bodies are limited to {limit} bytes.", code="request_too_large")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise too_large from None
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+@csrf_exempt
+async def models(request: HttpRequest) -> HttpResponse:
+    """GET /v1/models: the models this key's user may use."""
+    try:
+        api_key = await authenticate(request)
+        _only("GET", request)
+        names = await models_for(user=api_key.user)
+    except ApiError as error:
+        return error.response()
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "chatplatform"} for name in names]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """POST /v1/chat/completions: one reply, as JSON or as server-sent events."""
+    try:
+        api_key = await authenticate(request)
+        _only("POST", request)
+        completion = parse_completion(parse_body(_body(request)))
+        if completion.model not in await models_for(user=api_key.user):
+            raise ApiError(
+                404,
+                f"The model {completion.model!r} does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        call = completions.Call(api_key=api_key, request=completion)
+        await call.open()
+        if not completion.stream:
+            return JsonResponse(await completions.complete(call))
+        first = await completions.first_text(call)
+    except ApiError as error:
+        return error.response()
+    response = StreamingHttpResponse(completions.stream(call, first), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
