@@ -62,7 +62,15 @@ OWNER_FREE_ROUTES = {
     "settings/preferences/": "saves the requester's own preferences, POST with CSRF",
     "settings/data/export/": "downloads the requester's own data (accounts/tests/test_data_lifecycle.py)",
     "settings/delete-account/": "deletes the requester's own account, password-confirmed, POST with CSRF",
+    "settings/api-keys/": "creates a key for the requester",
+    "settings/api-keys/<int:key_id>/revoke/": "revokes one's own key; another's answers 404 (api/tests)",
+    "v1/models": "Bearer key only: the key's own user (tests/api)",
+    "v1/chat/completions": "Bearer key only: the key's own user (tests/api)",
 }
+
+# Authenticated by an API key alone: a session cookie carries no weight there, so CSRF
+# does not apply and a request without a key is refused with 401 (tests/api holds the rest).
+BEARER_ROUTES = {"v1/models", "v1/chat/completions"}
 
 
 def test_every_route_either_takes_a_conversation_id_or_is_known_to_need_no_owner():
@@ -168,10 +176,12 @@ def test_every_state_changing_request_without_a_csrf_token_is_refused(alices_cha
     client = logged_in_client(admin, enforce_csrf_checks=True)
     before = snapshot(alices_chat)
     refused = {}
+    bearer = {route.label for route in ROUTES if route.path in BEARER_ROUTES}
     for label, url in every_url(alices_chat):
         for method in ("post", "put", "patch", "delete"):
             refused[f"{method.upper()} {label}"] = getattr(client, method)(url).status_code
-    assert {k: v for k, v in refused.items() if v != 403} == {}
+    expected = {k: 401 if k.split(" ", 1)[1] in bearer else 403 for k in refused}
+    assert {k: v for k, v in refused.items() if v != expected[k]} == {}
     assert snapshot(alices_chat) == before
 
 
