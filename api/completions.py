@@ -14,7 +14,6 @@ stays, its links set NULL). A client that goes away stops the reply, as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -38,8 +37,8 @@ from conversations.services import SendRefused
 log = structlog.get_logger(__name__)
 
 FINAL_EVENTS = frozenset({"message.completed", "message.failed"})
-# Cleanups of calls whose client left: each waits for its reply's final write.
-_abandoned: set[asyncio.Task] = set()
+# The running pumps and stops (the event loop keeps only weak references to tasks).
+_pumps: set[asyncio.Task] = set()
 
 
 def idle_timeout() -> float:
@@ -70,7 +69,13 @@ def _start_rows(*, api_key: ApiKey, request: CompletionRequest, worker: str) -> 
 
 
 class Call:
-    """A started reply and the events of its conversation, consumed by one response."""
+    """A started reply, the events of its conversation, and the response that consumes them.
+
+    A task of its own (the pump) listens to the conversation until the reply is
+    final and then does the cleanup, so a response that goes away (a client
+    disconnecting cancels it) never leaves a reply unaccounted: it only asks the
+    runtime to stop, and the pump still sees the final write.
+    """
 
     def __init__(self, *, api_key: ApiKey, request: CompletionRequest) -> None:
         self.api_key = api_key
@@ -79,9 +84,9 @@ class Call:
         self.started: Started | None = None
         self.final: dict | None = None
         self.held = ""  # the reply's text as far as this call has passed it on
-        self._stack = contextlib.AsyncExitStack()
-        self._events: AsyncIterator[dict] | None = None
-        self._closed = False
+        self._queue: asyncio.Queue[dict] = asyncio.Queue()
+        self._pump: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def id(self) -> str:
@@ -97,7 +102,11 @@ class Call:
         except SendRefused as refused:
             raise from_refusal(refused.code, refused.message) from refused
         # Listen before starting, so no event of the reply is missed.
-        self._events = await self._stack.enter_async_context(bridge.listen(self.started.conversation_id))
+        listening = asyncio.get_running_loop().create_future()
+        self._pump = bridge.detached(self._listen(listening))
+        _pumps.add(self._pump)
+        self._pump.add_done_callback(_pumps.discard)
+        await listening
         await bridge.start(self.started.reply_id, options=self.request)
         log.info(
             "api_call_started",
@@ -108,18 +117,43 @@ class Call:
             end_user=self.request.user or None,
         )
 
+    async def _listen(self, listening: asyncio.Future) -> None:
+        """The pump: the reply's events into the queue until the final one, then the cleanup."""
+        reply_id = str(self.started.reply_id)
+        try:
+            async with bridge.listen(self.started.conversation_id) as events:
+                listening.set_result(None)
+                while True:
+                    try:
+                        async with asyncio.timeout(idle_timeout()):
+                            event = await anext(events)
+                    except TimeoutError:
+                        # A lost final event: stop the reply and let the response answer 504.
+                        log.warning("api_call_idle", message_id=reply_id)
+                        await bridge.stop(self.started.reply_id)
+                        self._queue.put_nowait({"type": "api.timeout"})
+                        break
+                    if event.get("message_id") != reply_id:
+                        continue
+                    self._queue.put_nowait(event)
+                    if event.get("type") in FINAL_EVENTS:
+                        break
+        except BaseException as exc:
+            if not listening.done():
+                listening.set_exception(exc)
+            raise
+        finally:
+            await database_sync_to_async(_after_final)(
+                reply_id=self.started.reply_id,
+                conversation_id=self.started.conversation_id,
+                api_key_name=self.api_key.name,
+                store=self.request.store,
+            )
+
     async def next_text(self) -> str | None:
         """The next piece of reply text, or None once the reply is final (see `final`)."""
         while self.final is None:
-            try:
-                async with asyncio.timeout(idle_timeout()):
-                    event = await anext(self._events)
-            except TimeoutError:
-                raise ApiError(
-                    504, "The model did not answer in time.", type="server_error", code="timeout"
-                ) from None
-            if event.get("message_id") != str(self.started.reply_id):
-                continue
+            event = await self._queue.get()
             kind = event.get("type")
             if kind == "message.delta":
                 text = self._new_text(event)
@@ -127,6 +161,8 @@ class Call:
                     return text
             elif kind in FINAL_EVENTS:
                 self.final = event
+            elif kind == "api.timeout":
+                raise ApiError(504, "The model did not answer in time.", type="server_error", code="timeout")
         return None
 
     def _new_text(self, event: dict) -> str:
@@ -159,41 +195,27 @@ class Call:
         prompt, completion = usage.get("prompt_tokens", 0) or 0, usage.get("completion_tokens", 0) or 0
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    async def close(self) -> None:
-        """After the final event: mark the usage as the API's; discard the rows unless stored."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._stack.aclose()
-        if self.started is None:
-            return
-        await database_sync_to_async(_after_final)(
-            reply_id=self.started.reply_id,
-            conversation_id=self.started.conversation_id,
-            api_key_name=self.api_key.name,
-            store=self.request.store,
-        )
+    async def finished(self) -> None:
+        """Wait for the pump's cleanup (the usage event marked, the rows discarded unless stored)."""
+        if self._pump is not None:
+            await asyncio.shield(self._pump)
 
     def abandon(self) -> None:
-        """The client left (or the call failed) before the final event: stop the reply, then
-        clean up once its final write is done, in a task of its own (this one is cancelled)."""
-        if self._closed or self.started is None:
-            return
-        task = bridge.detached(self._stop_and_close())
-        _abandoned.add(task)
-        task.add_done_callback(_abandoned.discard)
+        """The client left (or the response broke) before the final event: stop the reply.
 
-    async def _stop_and_close(self) -> None:
-        try:
-            if self.final is None:
-                await bridge.stop(self.started.reply_id)
-                log.info("api_call_abandoned", message_id=str(self.started.reply_id))
-                with contextlib.suppress(TimeoutError, ApiError, StopAsyncIteration):
-                    async with asyncio.timeout(settings.CHAT_STALE_AFTER_SECONDS):
-                        while await self.next_text() is not None:
-                            pass
-        finally:
-            await self.close()
+        Called from a cancelled task, so the stop runs in a task of its own; the
+        pump sees the reply's final write and cleans up as always.
+        """
+        if self.final is not None or self.started is None or self._stopping:
+            return
+        self._stopping = True
+        task = bridge.detached(self._stop())
+        _pumps.add(task)
+        task.add_done_callback(_pumps.discard)
+
+    async def _stop(self) -> None:
+        await bridge.stop(self.started.reply_id)
+        log.info("api_call_abandoned", message_id=str(self.started.reply_id))
 
     # --- OpenAI's shapes ------------------------------------------------------------
 
@@ -263,7 +285,7 @@ async def complete(call: Call) -> dict:
     except BaseException:
         call.abandon()
         raise
-    await call.close()
+    await call.finished()
     failure = call.failure()
     if failure is not None:
         raise failure
@@ -278,9 +300,9 @@ async def first_text(call: Call) -> str | None:
         call.abandon()
         raise
     if text is None:
-        await call.close()
         failure = call.failure()
         if failure is not None:
+            await call.finished()
             raise failure
     return text
 
@@ -300,13 +322,10 @@ async def stream(call: Call, first: str | None) -> AsyncIterator[bytes]:
         yield call.chunk({}, finish_reason=call.finish_reason)
         if call.request.include_usage:
             yield call.usage_chunk()
+        await call.finished()  # the usage is recorded before the client hears the end
         yield DONE
     except ApiError as error:
-        call.abandon()
         yield error.sse()
     except BaseException:  # the client went away (cancelled) or the stream broke: stop the model
         call.abandon()
         raise
-    finally:
-        if call.final is not None:
-            await asyncio.shield(call.close())
