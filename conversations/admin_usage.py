@@ -100,6 +100,16 @@ def top_users(*, since: dt.datetime, limit: int = TOP_USERS) -> list[dict]:
     )
 
 
+def usage_by_source(*, since: dt.datetime) -> list[dict]:
+    """Tokens and calls in the window from the chat and from the HTTP API (per key name)."""
+    return list(
+        UsageEvent.objects.filter(created_at__gte=since)
+        .values("source", "api_key_name")
+        .annotate(tokens=Sum(_tokens()), calls=Count("id"), users=Count("user", distinct=True))
+        .order_by("source", "-tokens", "api_key_name")
+    )
+
+
 def failure_rates(*, since: dt.datetime) -> tuple[list[dict], list[dict]]:
     """Failure rate per provider, and the share of each provider's calls per error code.
 
@@ -261,6 +271,7 @@ def usage_context(today: dt.date | None = None) -> dict:
         "total_tokens": sum(row["tokens"] for row in daily_rows),
         "total_calls": sum(row["calls"] for row in daily_rows),
         "top_users": top_users(since=since),
+        "by_source": usage_by_source(since=since),
         "providers": providers,
         "error_codes": codes,
     }

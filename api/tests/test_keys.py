@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -208,3 +209,28 @@ def test_staff_who_may_only_view_keys_cannot_revoke_them():
         reverse("admin:api_apikey_changelist"), {"action": "revoke", "_selected_action": [str(api_key.pk)]}
     )
     assert api_key_authenticate(key=key) is not None
+
+
+# --- the usage ledger in the admin ------------------------------------------------------------
+
+
+def test_the_usage_page_splits_tokens_and_calls_by_source_and_key():
+    from conversations.models import UsageEvent
+
+    user = make_user()
+    UsageEvent.objects.create(user=user, provider="fake", status="ok", prompt_tokens=100)
+    UsageEvent.objects.create(
+        user=user, provider="fake", status="ok", prompt_tokens=7, source="api", api_key_name="notebook"
+    )
+    UsageEvent.objects.create(
+        user=user, provider="fake", status="ok", prompt_tokens=5, source="api", api_key_name="notebook"
+    )
+    page = signed_in(make_user("root", is_staff=True, is_superuser=True)).get(reverse("admin:usage"))
+    table = page.content.decode().split('id="usage-by-source"')[1].split("</table>")[0]
+    rows = [
+        re.findall(r"<td[^>]*>(.*?)</td>", re.sub(r"</?a[^>]*>", "", row)) for row in table.split("<tr>")[2:]
+    ]
+    assert [tuple(r[:4]) for r in rows] == [
+        ("api", "notebook", "12", "2"),
+        ("chat", "-", "100", "1"),
+    ]
