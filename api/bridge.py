@@ -1,10 +1,10 @@
 """The generation runtime as the API uses it: start a reply, hear its events, stop it.
 
-The API is a second caller of the chat's runtime (conversations/), so a call
-gets the chat's limits, stop and accounting for free. These functions are
-the only place the API touches it.
+The API is a second caller of the chat's runtime (conversations/generation/),
+so a call gets the chat's limits, stop and accounting for free. These
+functions are the only place the API touches it.
 
-Work that outlives the request starts in a context of its own (`detached`):
+Work that outlives the request runs in a context of its own (`detached`):
 WhiteNoise's middleware is synchronous, so Django runs an async view through
 async_to_sync, and a task created there would inherit that call's thread
 executor, which quits when the view returns; the reply's database writes
@@ -14,18 +14,13 @@ would then fail ("CurrentThreadExecutor already quit").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
-from channels.db import database_sync_to_async
-
-from conversations import events
-from conversations.consumers import _reply_job
-from conversations.models import Message
-from conversations.worker import get_worker
+from conversations.generation import get_runtime
+from conversations.llm.base import GenerationOptions
 
 
 def detached(coroutine) -> asyncio.Task:
@@ -33,46 +28,22 @@ def detached(coroutine) -> asyncio.Task:
     return asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
 
 
-async def worker_channel() -> str:
-    return await detached(get_worker().ensure_started())
+async def ready() -> tuple[str, bool]:
+    """This process's control channel (recorded on the replies it starts) and whether it takes new ones."""
+    runtime = get_runtime()
+    await detached(runtime.ensure_started())
+    return runtime.channel, runtime.accepting
 
 
-async def start(message_id: uuid.UUID, *, options=None) -> None:
+async def start(message_id: uuid.UUID, *, options: GenerationOptions) -> None:
     """Start generating a `streaming` reply in this process."""
-    reply = await database_sync_to_async(
-        lambda: Message.objects.select_related("conversation").get(pk=message_id)
-    )()
-    job = await database_sync_to_async(_reply_job)(reply)
-
-    async def run() -> None:
-        worker = get_worker()
-        await worker.ensure_started()
-        worker.start(job)
-
-    await detached(run())
+    await detached(get_runtime().start(message_id, options=options))
 
 
 async def stop(message_id: uuid.UUID) -> None:
-    worker = get_worker()
-    await worker.stop(message_id=str(message_id), worker=worker.channel)
+    await detached(get_runtime().stop(message_id))
 
 
-@contextlib.asynccontextmanager
-async def listen(conversation_id: uuid.UUID) -> AsyncIterator[AsyncIterator[dict]]:
-    """The conversation's events in this process, as dicts, from now until the block ends."""
-    queue: asyncio.Queue[dict] = asyncio.Queue()
-    group = events.group_name(conversation_id)
-    channel = f"api.{uuid.uuid4().hex}"
-
-    async def deliver(message: dict) -> None:
-        queue.put_nowait(json.loads(message["frame"]))
-
-    async def iterate() -> AsyncIterator[dict]:
-        while True:
-            yield await queue.get()
-
-    events.join_local(group, channel, deliver)
-    try:
-        yield iterate()
-    finally:
-        events.leave_local(group, channel)
+def listen(conversation_id: uuid.UUID) -> AbstractAsyncContextManager[AsyncIterator[dict]]:
+    """The conversation's events in this process, as dicts, while the block runs."""
+    return get_runtime().listen(conversation_id)

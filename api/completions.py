@@ -4,10 +4,11 @@ A call writes a conversation marked `api` (the request's turns) and, through
 the chat's own send service, the last user message and a `streaming` reply,
 under the chat's limits. The runtime generates the reply in this process;
 the call listens to the conversation's events and answers with one JSON
-body or a stream of `chat.completion.chunk` events. When the reply is final
-its usage event is marked as the API's (with the key's name) and, unless the
-request said `store: true`, the conversation is deleted (the usage event
-stays, its links set NULL). A client that goes away stops the reply, as
+body or a stream of `chat.completion.chunk` events. The reply's usage event
+is written by the runtime's final write, marked `api` with the key's name
+(taken from the conversation); once it is final, unless the request said
+`store: true`, the conversation is deleted (the usage event stays, its links
+set NULL). A client that goes away stops the reply, as
 `generation.stop` does in the chat, and the same cleanup follows.
 """
 
@@ -31,7 +32,6 @@ from api.errors import ApiError, from_provider_failure, from_refusal
 from api.models import ApiKey
 from api.schema import CompletionRequest
 from conversations import services
-from conversations.models import Conversation
 from conversations.services import SendRefused
 
 log = structlog.get_logger(__name__)
@@ -56,10 +56,11 @@ class Started:
 def _start_rows(*, api_key: ApiKey, request: CompletionRequest, worker: str) -> Started:
     """The conversation and the chat's send, in one transaction: a refused send leaves no rows."""
     with transaction.atomic():
-        rows = api_services.completion_conversation_create(user=api_key.user, request=request)
-        conversation = Conversation.objects.get(pk=rows.conversation_id)
+        rows = api_services.completion_conversation_create(
+            user=api_key.user, api_key_name=api_key.name, request=request
+        )
         start = services.message_send(
-            conversation=conversation,
+            conversation_id=rows.conversation_id,
             user=api_key.user,
             content=request.exchange[-1].content,
             client_id=rows.client_id,
@@ -94,7 +95,11 @@ class Call:
 
     async def open(self) -> None:
         """Write the rows and start the reply; an ApiError (429, 404, ...) leaves nothing behind."""
-        worker = await bridge.worker_channel()
+        worker, accepting = await bridge.ready()
+        if not accepting:
+            raise ApiError(
+                503, "This server is shutting down; retry.", type="server_error", code="server_shutting_down"
+            )
         try:
             self.started = await database_sync_to_async(_start_rows)(
                 api_key=self.api_key, request=self.request, worker=worker
@@ -107,7 +112,7 @@ class Call:
         _pumps.add(self._pump)
         self._pump.add_done_callback(_pumps.discard)
         await listening
-        await bridge.start(self.started.reply_id, options=self.request)
+        await bridge.start(self.started.reply_id, options=self.request.options)
         log.info(
             "api_call_started",
             api_key_id=self.api_key.pk,
@@ -144,10 +149,7 @@ class Call:
             raise
         finally:
             await database_sync_to_async(_after_final)(
-                reply_id=self.started.reply_id,
-                conversation_id=self.started.conversation_id,
-                api_key_name=self.api_key.name,
-                store=self.request.store,
+                conversation_id=self.started.conversation_id, store=self.request.store
             )
 
     async def next_text(self) -> str | None:
@@ -196,7 +198,7 @@ class Call:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def finished(self) -> None:
-        """Wait for the pump's cleanup (the usage event marked, the rows discarded unless stored)."""
+        """Wait for the pump's cleanup (the rows discarded unless stored)."""
         if self._pump is not None:
             await asyncio.shield(self._pump)
 
@@ -271,8 +273,7 @@ def sse(body: dict) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
-def _after_final(*, reply_id: uuid.UUID, conversation_id: uuid.UUID, api_key_name: str, store: bool) -> None:
-    api_services.usage_mark_api(message_id=reply_id, api_key_name=api_key_name)
+def _after_final(*, conversation_id: uuid.UUID, store: bool) -> None:
     if not store:
         api_services.conversation_discard(conversation_id=conversation_id)
 

@@ -88,6 +88,8 @@ def from_refusal(code: str, message: str) -> ApiError:
         return ApiError(429, message, type="rate_limit_error", code="rate_limit_exceeded", retry_after=1)
     if code in {"model_not_allowed", "model_not_found"}:
         return ApiError(404, message, code="model_not_found", param="model")
+    if code == "session_ended":  # the key's user was deactivated meanwhile
+        return ApiError(401, "Incorrect or revoked API key.", code="invalid_api_key")
     if code == "no_model":
         return ApiError(503, message, type="server_error", code="no_model_configured")
     if code == "not_found":

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from api.errors import ApiError, invalid
+from conversations.llm.base import GenerationOptions
 from conversations.models import is_storable_text
 
 # Roles a request may use, and what each becomes. `developer` is OpenAI's newer name for system.
@@ -40,6 +41,12 @@ class CompletionRequest:
     stop: tuple[str, ...] = field(default_factory=tuple)
     user: str = ""
     store: bool = False
+
+    @property
+    def options(self) -> GenerationOptions:
+        return GenerationOptions(
+            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, stop=self.stop
+        )
 
     @property
     def system_prompt(self) -> str:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from api.models import PREFIX_LENGTH, ApiKey, hash_key, new_key
 from api.schema import CompletionRequest
-from conversations.models import Conversation, Message, Source, UsageEvent
+from conversations.models import Conversation, Message, Source
 
 log = structlog.get_logger(__name__)
 
@@ -78,8 +78,9 @@ class CallRows:
 
 
 @transaction.atomic
-def completion_conversation_create(*, user, request: CompletionRequest) -> CallRows:
-    """The request as a conversation marked `api`: system text as its system prompt, the
+def completion_conversation_create(*, user, api_key_name: str, request: CompletionRequest) -> CallRows:
+    """The request as a conversation marked `api` (and the key's name, which its usage event
+    carries): system text as its system prompt, the
     earlier turns as finished messages on one branch, the last user turn not yet written
     (the chat's send service writes it with its reply, under the chat's limits)."""
     conversation = Conversation.objects.create(
@@ -87,6 +88,7 @@ def completion_conversation_create(*, user, request: CompletionRequest) -> CallR
         model=request.model,
         system_prompt=request.system_prompt,
         source=Source.API,
+        api_key_name=api_key_name,
         title=_title(request),
     )
     parent = None
@@ -109,13 +111,6 @@ def _title(request: CompletionRequest) -> str:
     first = next((m.content for m in request.exchange if m.role == "user"), "")
     words = " ".join(first.split()[:8])
     return f"API: {words}"[:200]
-
-
-def usage_mark_api(*, message_id: uuid.UUID, api_key_name: str) -> int:
-    """Mark the usage event(s) of an API call's reply as the API's, with the key's name."""
-    return UsageEvent.objects.filter(message_id=message_id).update(
-        source=Source.API, api_key_name=api_key_name
-    )
 
 
 def conversation_discard(*, conversation_id: uuid.UUID) -> None:

@@ -48,6 +48,8 @@ class Conversation(models.Model):
     pinned = models.BooleanField(default=False)
     # An API call with `store: true` keeps its exchange as a conversation marked `api`.
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.CHAT)
+    # For an API call's conversation: the key's name, which its usage events carry.
+    api_key_name = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
 

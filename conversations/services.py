@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts import policy
 from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
-from conversations.models import Conversation, Message, UsageEvent
+from conversations.models import Conversation, Message, Source, UsageEvent
 
 TITLE_MAX_CHARS = 200
 
@@ -327,10 +327,13 @@ def reply_finish(
         updated_at=now,
     )
     message = Message.objects.filter(pk=message_id).first()
-    conversation_exists = Conversation.objects.filter(pk=conversation_id).exists()
+    # The call is marked with where its conversation came from (the chat, or an API key).
+    origin = Conversation.objects.filter(pk=conversation_id).values("source", "api_key_name").first()
     UsageEvent.objects.create(
         user_id=user_id,
-        conversation_id=conversation_id if conversation_exists else None,
+        conversation_id=conversation_id if origin is not None else None,
+        source=origin["source"] if origin is not None else Source.CHAT,
+        api_key_name=origin["api_key_name"] if origin is not None else "",
         message=message,
         provider=provider,
         model=model,

@@ -141,6 +141,27 @@ def test_the_system_prompt_and_earlier_turns_reach_the_model(api_server, upstrea
     ]
 
 
+def test_sampling_options_reach_the_model_and_a_cut_reply_says_length(api_server, upstream, alice_key):
+    marker = uuid.uuid4().hex
+    completion = client_for(api_server, alice_key).chat.completions.create(
+        model=UPSTREAM_MODEL,
+        messages=ask(f"[[tokens:50]] {marker}"),
+        max_completion_tokens=5,
+        temperature=0.3,
+        top_p=0.9,
+        stop=["never-in-the-reply"],
+    )
+    record = next(r for r in upstream.completions() if marker in r.last_user_message)
+    assert (record.max_tokens, record.temperature, record.top_p, record.stop) == (
+        5,
+        0.3,
+        0.9,
+        ["never-in-the-reply"],
+    )
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 5
+
+
 def test_store_true_keeps_the_exchange_as_an_api_conversation_the_user_can_open(api_server, alice, alice_key):
     client_for(api_server, alice_key).chat.completions.create(
         model=UPSTREAM_MODEL, messages=ask("[[echo]]kept for later"), extra_body={"store": True}
@@ -406,10 +427,8 @@ def test_a_client_that_disconnects_mid_stream_closes_the_providers_stream(
     )
     assert record.closed_by_client_at - closed_at < 1.0
     assert record.tokens_sent < 1000
-    event = wait_for(
-        lambda: UsageEvent.objects.filter(user=alice, source="api").first(), what="the usage event"
-    )
-    assert (event.status, event.api_key_name) == ("cancelled", "laptop")
+    event = wait_for(lambda: UsageEvent.objects.filter(user=alice).first(), what="the usage event")
+    assert (event.status, event.source, event.api_key_name) == ("cancelled", "api", "laptop")
     wait_for(
         lambda: not Conversation.objects.filter(owner=alice).exists(), what="the exchange to be discarded"
     )
