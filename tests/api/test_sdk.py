@@ -439,3 +439,19 @@ def test_keys_are_stored_only_as_hashes(alice):
     row = ApiKey.objects.filter(pk=api_key.pk).values().get()
     assert key not in str(row)
     assert key.startswith(row["prefix"]) and len(row["prefix"]) < len(key) // 2
+
+
+def test_a_model_the_users_groups_do_not_grant_is_neither_listed_nor_served(api_server, alice, alice_key):
+    from django.contrib.auth.models import Group
+
+    from accounts.models import GroupModelAccess
+
+    narrow = Group.objects.create(name="narrow")
+    GroupModelAccess.objects.create(group=narrow, model="some-other-model")
+    alice.groups.set([narrow])
+    client = client_for(api_server, alice_key)
+    assert client.models.list().data == []
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.chat.completions.create(model=UPSTREAM_MODEL, messages=ask("hi"))
+    assert refused.value.code == "model_not_found"
+    assert not UsageEvent.objects.filter(user=alice).exists()
