@@ -286,7 +286,7 @@ async def complete(call: Call) -> dict:
     except BaseException:
         call.abandon()
         raise
-    await call.finished()
+    await call.finished()  # when the answer arrives, nothing of an unstored exchange is left
     failure = call.failure()
     if failure is not None:
         raise failure
@@ -323,7 +323,7 @@ async def stream(call: Call, first: str | None) -> AsyncIterator[bytes]:
         yield call.chunk({}, finish_reason=call.finish_reason)
         if call.request.include_usage:
             yield call.usage_chunk()
-        await call.finished()  # the usage is recorded before the client hears the end
+        await call.finished()  # by [DONE], nothing of an unstored exchange is left
         yield DONE
     except ApiError as error:
         yield error.sse()

@@ -86,8 +86,16 @@ def from_refusal(code: str, message: str) -> ApiError:
         )
     if code == "busy":
         return ApiError(429, message, type="rate_limit_error", code="rate_limit_exceeded", retry_after=1)
-    if code in {"model_not_allowed", "model_not_found"}:
-        return ApiError(404, message, code="model_not_found", param="model")
+    if code in {
+        "model_not_allowed",
+        "model_not_found",
+    }:  # one answer: a model you may not use does not exist for you
+        return ApiError(
+            404,
+            "The model does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
     if code == "session_ended":  # the key's user was deactivated meanwhile
         return ApiError(401, "Incorrect or revoked API key.", code="invalid_api_key")
     if code == "no_model":

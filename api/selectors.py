@@ -7,6 +7,7 @@ import asyncio
 from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
+from accounts import policy
 from api.errors import ApiError
 from api.models import ApiKey
 from conversations.llm import get_provider, provider_status
@@ -19,17 +20,8 @@ def api_key_list(*, user) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("revoked_at", "-created_at")
 
 
-def _allowed(user, models: list[str]) -> list[str]:
-    # Model access by group (accounts.policy) applies wherever it exists; without it, every model.
-    try:
-        from accounts import policy
-    except ImportError:
-        return models
-    return list(policy.allowed_models(user, models))
-
-
-async def models_for(*, user) -> list[str]:
-    """The models this user may call: the provider's list, filtered by the user's access."""
+async def provider_models() -> list[str]:
+    """The models the provider offers (its list is cached a minute; no database)."""
     provider = get_provider()
     if provider is None:
         raise ApiError(
@@ -39,7 +31,11 @@ async def models_for(*, user) -> list[str]:
             code="no_model_configured",
         )
     try:
-        models = list(await asyncio.wait_for(provider.list_models(), timeout=MODELS_TIMEOUT_SECONDS))
+        return list(await asyncio.wait_for(provider.list_models(), timeout=MODELS_TIMEOUT_SECONDS))
     except TimeoutError:
-        models = [provider.model] if provider.model else []
-    return await sync_to_async(_allowed)(user, models)
+        return [provider.model] if provider.model else []
+
+
+async def models_for(*, user) -> list[str]:
+    """The models this user may call: the provider's list, filtered by the user's groups."""
+    return await sync_to_async(policy.allowed_models)(user, await provider_models())

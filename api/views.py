@@ -16,7 +16,7 @@ from api import completions
 from api.auth import authenticate
 from api.errors import ApiError
 from api.schema import parse_body, parse_completion
-from api.selectors import models_for
+from api.selectors import models_for, provider_models
 
 
 def _only(method: str, request: HttpRequest) -> None:
@@ -59,7 +59,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         api_key = await authenticate(request)
         _only("POST", request)
         completion = parse_completion(parse_body(_body(request)))
-        if completion.model not in await models_for(user=api_key.user):
+        # Whether the model exists is the provider's (cached) list; whether this user may use
+        # it is checked with the chat's other limits, in the send's own transaction.
+        if completion.model not in await provider_models():
             raise ApiError(
                 404,
                 f"The model {completion.model!r} does not exist or you do not have access to it.",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import openai
 import pytest
+from channels.db import database_sync_to_async
 
+from conversations.models import Conversation
 from tests.api.conftest import (
     CONCURRENT_REPLIES,
     UPSTREAM_MODEL,
@@ -13,6 +15,7 @@ from tests.api.conftest import (
     async_client_for,
     client_for,
 )
+from tests.api.test_sdk import wait_for
 from tests.security.conftest import server_env
 from tests.servers import daphne
 
@@ -27,7 +30,7 @@ def second_server(api_server, upstream, tmp_path):
 
 
 async def test_replies_running_on_one_process_count_against_a_call_on_another(
-    api_server, second_server, alice_key
+    api_server, second_server, alice, alice_key
 ):
     on_a = async_client_for(api_server, alice_key)
     on_b = async_client_for(second_server, alice_key)
@@ -46,6 +49,9 @@ async def test_replies_running_on_one_process_count_against_a_call_on_another(
         await stream.close()
     await on_a.close()
     await on_b.close()
+    await database_sync_to_async(wait_for)(
+        lambda: not Conversation.objects.filter(owner=alice).exists(), what="the stopped calls' rows to go"
+    )
 
 
 @pytest.fixture

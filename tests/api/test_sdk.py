@@ -296,7 +296,7 @@ def test_over_the_rate_limit_is_429_with_retry_after(api_server, alice_key):
     assert 1 <= int(refused.response.headers["Retry-After"]) <= 60
 
 
-async def test_more_replies_at_once_than_allowed_is_429(api_server, alice_key):
+async def test_more_replies_at_once_than_allowed_is_429(api_server, alice, alice_key):
     client = async_client_for(api_server, alice_key)
     running = [
         await client.chat.completions.create(
@@ -310,6 +310,9 @@ async def test_more_replies_at_once_than_allowed_is_429(api_server, alice_key):
     for stream in running:
         await stream.close()
     await client.close()
+    await database_sync_to_async(wait_for)(
+        lambda: not Conversation.objects.filter(owner=alice).exists(), what="the stopped calls' rows to go"
+    )
 
 
 async def test_a_user_at_the_daily_budget_is_refused_by_the_api_and_by_the_chat(api_server, alice, alice_key):
