@@ -295,16 +295,29 @@ def create_accounts(prefix: str, count: int) -> list[Account]:
     from importlib import import_module
 
     from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+        load_backend,
+    )
     from django.contrib.auth.hashers import make_password
+
+    from accounts.models import MEMBER_GROUP, role_group
 
     user_model = get_user_model()
     users = user_model.objects.bulk_create(
         [user_model(username=f"{prefix}-{i}", password=make_password(None)) for i in range(count)],
         batch_size=500,
     )
+    # bulk_create sends no post_save: give them the role every new account gets.
+    role_group(MEMBER_GROUP).user_set.add(*users)
     store = import_module(settings.SESSION_ENGINE).SessionStore
-    backend = settings.AUTHENTICATION_BACKENDS[0]
+    # As Django's force_login: the first backend that can load a user (a throttling backend cannot).
+    backend = next(
+        path for path in settings.AUTHENTICATION_BACKENDS if hasattr(load_backend(path), "get_user")
+    )
     accounts = []
     for user in users:
         session = store()

@@ -59,7 +59,7 @@ def test_fresh_checkout_defaults_to_sqlite_in_memory_layer_and_debug():
     assert s["DEBUG"] is True
     assert s["ENGINE"] == "django.db.backends.sqlite3"
     assert s["NAME"].endswith("db.sqlite3")
-    assert s["CHANNEL_BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert s["CHANNEL_BACKEND"] == "conversations.layers.ChatInMemoryChannelLayer"
     assert s["CACHE_BACKEND"].endswith("LocMemCache")
     assert s["LOG_FORMAT"] == "console"
 
@@ -68,7 +68,7 @@ def test_empty_values_fall_back_to_defaults():
     s = settings_with(APP_ENV="", DEBUG="", DATABASE_URL="", REDIS_URL="", LLM_TIMEOUT="  ", ALLOWED_HOSTS="")
     assert s["APP_ENV"] == "development"
     assert s["ENGINE"] == "django.db.backends.sqlite3"
-    assert s["CHANNEL_BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert s["CHANNEL_BACKEND"] == "conversations.layers.ChatInMemoryChannelLayer"
     assert s["LLM_TIMEOUT"] == 30.0
     assert "localhost" in s["ALLOWED_HOSTS"]
 
@@ -91,7 +91,7 @@ def test_database_url_wins_over_postgres_variables():
 
 def test_redis_url_selects_redis_channel_layer_and_cache():
     s = settings_with(REDIS_URL="redis://127.0.0.1:6379/3")
-    assert s["CHANNEL_BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert s["CHANNEL_BACKEND"] == "conversations.layers.ChatRedisChannelLayer"
     assert s["CACHE_BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 
 
