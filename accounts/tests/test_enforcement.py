@@ -7,9 +7,8 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import Group
 
-from accounts.models import MEMBER_GROUP, GroupModelAccess, Profile
+from accounts.models import MEMBER_GROUP, GroupModelAccess, Profile, role_group
 from conversations import services
 from conversations.generation import get_runtime
 from conversations.models import Message
@@ -29,7 +28,7 @@ def send(conversation, user):
 
 
 def only_default_model_for_members() -> None:
-    member = Group.objects.get(name=MEMBER_GROUP)
+    member = role_group(MEMBER_GROUP)
     GroupModelAccess.objects.filter(group=member).delete()
     GroupModelAccess.objects.create(group=member, model="fake-model")
 
@@ -90,7 +89,7 @@ async def test_removing_a_user_from_a_group_closes_their_sockets():
     await _joined(socket)
     await get_runtime().ensure_started()
 
-    await db(lambda: user.groups.remove(Group.objects.get(name=MEMBER_GROUP)))()
+    await db(lambda: user.groups.remove(role_group(MEMBER_GROUP)))()
 
     assert await _closed_with(socket) == 4403
 

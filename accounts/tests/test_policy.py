@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from accounts import policy
-from accounts.models import ADMIN_GROUP, ANY_MODEL, MEMBER_GROUP, GroupModelAccess, Profile
+from accounts.models import ADMIN_GROUP, ANY_MODEL, MEMBER_GROUP, GroupModelAccess, Profile, role_group
 from conversations import llm, views
 from conversations.models import Conversation
 
@@ -21,7 +21,7 @@ MODELS = ["small-model", "large-model"]
 @pytest.fixture
 def restricted_member():
     """A member whose group grants only small-model."""
-    member = Group.objects.get(name=MEMBER_GROUP)
+    member = role_group(MEMBER_GROUP)
     GroupModelAccess.objects.filter(group=member).delete()
     GroupModelAccess.objects.create(group=member, model="small-model")
     return User.objects.create_user("mia")
