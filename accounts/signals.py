@@ -5,7 +5,8 @@
 - losing a group (a role, or the models it granted) or the account itself closes the
   user's open sockets on every process at once (4403): they reconnect, if they still
   may, under the new rules;
-- a changed password clears the login lockout of that username.
+- a changed password clears the login lockout of that username and revokes the
+  user's API keys (a deactivated user's keys are refused by the API itself).
 
 Deactivation and password changes close sockets through `conversations.signals`
 (each socket re-checks its session); a group removal leaves the session valid, so
@@ -15,10 +16,12 @@ it forces them closed.
 from __future__ import annotations
 
 import structlog
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from accounts.models import ADMIN_GROUP, MEMBER_GROUP, role_group
 from conversations.events import end_user_sessions
@@ -73,15 +76,26 @@ def groups_changed(sender, instance, action, reverse, model, pk_set, **kwargs) -
 
 
 @receiver(pre_save, sender=User)
-def password_changed_clears_lockout(sender, instance, update_fields=None, **kwargs) -> None:
+def password_changed(sender, instance, update_fields=None, **kwargs) -> None:
+    """A new password (changed, reset, or set by an admin) clears the username's login
+    lockout and revokes the user's API keys: a password is changed when an account may be
+    compromised, and keys made by whoever held it must not outlive it."""
     if instance.pk is None or (update_fields is not None and "password" not in update_fields):
         return
     old = User.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
-    if old is not None and old != instance.password:
-        from axes.utils import reset
+    if old is None or old == instance.password:
+        return
+    from axes.utils import reset
 
-        reset(username=instance.get_username())
-        log.info("login_lockout_cleared", user_id=instance.pk, reason="password_changed")
+    reset(username=instance.get_username())
+    revoked = 0
+    if apps.is_installed("api"):
+        from api.models import ApiKey
+
+        revoked = ApiKey.objects.filter(user_id=instance.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+    log.info("password_changed", user_id=instance.pk, api_keys_revoked=revoked)
 
 
 @receiver(post_delete, sender=User)

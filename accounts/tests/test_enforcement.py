@@ -102,3 +102,35 @@ async def test_a_deleted_account_loses_its_sockets():
     await get_runtime().ensure_started()
     await db(lambda: type(user).objects.filter(pk=user.pk).first().delete())()
     assert await _closed_with(socket) == 4403
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_password_change_revokes_the_users_api_keys_and_deactivation_refuses_them():
+    from api.services import api_key_authenticate, api_key_create
+
+    alice = rows.user()
+    _, first = api_key_create(user=alice, name="laptop")
+    assert api_key_authenticate(key=first) is not None
+    alice.set_password("a-new-password-for-alice-1")
+    alice.save()
+    assert api_key_authenticate(key=first) is None
+
+    _, second = api_key_create(user=alice, name="after the change")
+    assert api_key_authenticate(key=second) is not None
+    alice.is_active = False
+    alice.save()
+    assert api_key_authenticate(key=second) is None
+
+
+@pytest.mark.django_db
+def test_saving_a_user_without_a_new_password_keeps_their_api_keys():
+    from api.services import api_key_authenticate, api_key_create
+
+    alice = rows.user()
+    _, key = api_key_create(user=alice, name="laptop")
+    alice.first_name = "Alice"
+    alice.save()
+    assert api_key_authenticate(key=key) is not None

@@ -274,26 +274,38 @@ def test_password_reset_email_arrives_and_its_link_sets_a_new_password(fresh, li
 # --- roles and model access --------------------------------------------------------------------
 
 
-def test_a_member_cannot_pick_a_model_their_group_lacks(fresh, live):
-    page = fresh
-    username = f"intern-{uuid.uuid4().hex[:6]}"
+def test_an_admin_grants_a_group_one_model_and_its_member_can_pick_only_that(browser, fresh, live, problems):
+    group = f"analysts-{uuid.uuid4().hex[:6]}"
+    # The admin makes the group and chooses its models on the group's admin page.
+    admin = problems.watch(browser.new_context(viewport=DESKTOP).new_page())
+    log_in(admin, live.url, ADMIN_USERNAME, PASSWORD)
+    admin.wait_for_url(CHAT_URL)
+    admin.goto(f"{live.url}/admin/auth/group/add/")
+    admin.get_by_label("Name").fill(group)
+    admin.locator('input[name="model_access-0-model"]').fill("fake-model")
+    screenshot(admin, "admin-group-model-access")
+    admin.get_by_role("button", name="Save", exact=True).click()
+    expect(admin.locator(".messagelist")).to_contain_text("was added successfully")
+    admin.context.close()
+
+    username = f"analyst-{uuid.uuid4().hex[:6]}"
     manage(
         live,
         "shell",
         "-c",
         "from django.contrib.auth.models import Group, User\n"
-        "from accounts.models import GroupModelAccess\n"
-        "interns, _ = Group.objects.get_or_create(name='interns')\n"
-        "GroupModelAccess.objects.get_or_create(group=interns, model='fake-model')\n"
         f"user = User.objects.create_user({username!r}, password={PASSWORD!r})\n"
-        "user.groups.set([interns])\n",
+        f"user.groups.set([Group.objects.get(name={group!r})])\n",
     )
+    page = fresh
     log_in(page, live.url, username, PASSWORD)
     page.wait_for_url(CHAT_URL)
     new_chat(page, live.url)
     page.get_by_text("Options", exact=True).click()
+    # The provider offers fake-model and fake-large; the group has only the first.
     options = page.get_by_label("Model").locator("option")
     expect(options).to_have_text(["Default model", "fake-model"])
+    screenshot(page, "model-picker-narrowed-by-group")
 
 
 def test_a_member_cannot_send_to_a_model_their_group_lacks(fresh, live):
