@@ -10,6 +10,7 @@ a chunk is split at sentence, then word boundaries.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -52,7 +53,11 @@ def chunk_blocks(
         carried = "" if section_ends else _tail(body, overlap)
         current, current_len = [], 0
 
-    for block in blocks:
+    for index, block in enumerate(blocks):
+        if index % 64 == 63:
+            # Let the event loop's thread have the GIL now rather than at the next
+            # forced switch: a big file is many blocks, and sockets are waiting.
+            time.sleep(0)
         key = (block.page, block.heading)
         if key != section:
             close(section_ends=True)

@@ -84,17 +84,33 @@ def _read_text(file: IO[bytes], encoding: str, budget: _Budget) -> str:
         text = raw.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Refused("binary", "The file is not valid text (its encoding changes part-way).") from exc
-    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    # Each pass over the whole text holds the GIL (and so the event loop) for
+    # its length: only make the ones the text needs.
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return budget.take(text)
 
 
 # --- plain text and Markdown ------------------------------------------------------
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
 def _paragraphs(text: str) -> Iterator[str]:
-    for paragraph in re.split(r"\n\s*\n", text):
-        if paragraph.strip():
-            yield paragraph.strip()
+    """Paragraphs one by one: each step scans only to the next blank line (a split of
+    the whole text at once would hold the GIL, and the event loop, for all of it)."""
+    start = 0
+    for match in _PARAGRAPH_BREAK.finditer(text):
+        paragraph = text[start : match.start()].strip()
+        if paragraph:
+            yield paragraph
+        start = match.end()
+    paragraph = text[start:].strip()
+    if paragraph:
+        yield paragraph
 
 
 def _plain(text: str) -> Iterator[Block]:
@@ -118,7 +134,8 @@ def _markdown(text: str) -> Iterator[Block]:
                 yield Block(paragraph, heading=heading)
             lines.clear()
 
-    for line in text.split("\n"):
+    for line in io.StringIO(text):  # line by line, not one split of the whole text
+        line = line.rstrip("\n")
         if _FENCE.match(line):
             fenced = not fenced
         match = None if fenced else _ATX.match(line)

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from documents.chunking import Piece, chunk_blocks
@@ -34,6 +34,11 @@ EXTRACTION_SHARE = 90
 # A row `pending` or `processing` untouched this long belongs to a process that died.
 STALE_AFTER = timedelta(minutes=5)
 PROGRESS_EVERY_SECONDS = 0.3
+INSERT_BATCH = 200
+INSERT_CHUNK = (
+    "INSERT INTO documents_chunk (attachment_id, ordinal, page, heading, text, overlap) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -110,20 +115,21 @@ def store_chunks(attachment_id: uuid.UUID, pieces: list[Piece], *, pages: int | 
         # Locked: a delete that races us waits, or has already won.
         if not Attachment.objects.select_for_update().filter(pk=attachment_id).exists():
             return False
-        Chunk.objects.bulk_create(
-            [
-                Chunk(
-                    attachment_id=attachment_id,
-                    ordinal=ordinal,
-                    page=piece.page,
-                    heading=piece.heading[:300],
-                    text=piece.text,
-                    overlap=piece.overlap,
+        # Plain tuples through the cursor rather than bulk_create's model instances:
+        # a large file is tens of thousands of chunks, and that many objects
+        # wake the garbage collector, whose full passes pause every thread
+        # (the event loop's too) for hundreds of milliseconds.
+        key = Chunk._meta.get_field("attachment").get_db_prep_value(attachment_id, connection)
+        with connection.cursor() as cursor:
+            for start in range(0, len(pieces), INSERT_BATCH):
+                cursor.executemany(
+                    INSERT_CHUNK,
+                    [
+                        (key, start + i, piece.page, piece.heading[:300], piece.text, piece.overlap)
+                        for i, piece in enumerate(pieces[start : start + INSERT_BATCH])
+                    ],
                 )
-                for ordinal, piece in enumerate(pieces)
-            ],
-            batch_size=500,
-        )
+                time.sleep(0)  # hand the GIL to the event loop between batches
         Attachment.objects.filter(pk=attachment_id).update(
             status=Attachment.Status.READY, progress=100, pages=pages, error="", updated_at=timezone.now()
         )
