@@ -95,8 +95,9 @@ def conversation_payload(conversation) -> dict:
     }
 
 
-def reply_final(message) -> tuple[str, dict]:
-    """The event that carries the whole final state of a finished reply."""
+def reply_final(message, *, sources: list[dict] | tuple[dict, ...] | None = None) -> tuple[str, dict]:
+    """The event that carries the whole final state of a finished reply (with the
+    attachments' passages it was given, as `sources`, when the caller has them)."""
     from conversations.rendering import render_markdown
 
     base = {
@@ -114,4 +115,7 @@ def reply_final(message) -> tuple[str, dict]:
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
     }
-    return "message.completed", {**base, "finish_reason": message.finish_reason, "usage": usage}
+    completed = {**base, "finish_reason": message.finish_reason, "usage": usage}
+    if sources is not None:
+        completed["sources"] = list(sources)
+    return "message.completed", completed

@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 from conversations.llm.base import ChatMessage, GenerationOptions
 from conversations.models import Message
 
@@ -27,6 +29,8 @@ class ReplyJob:
     # A continued reply starts from the text it has (message.continue).
     initial_text: str = ""
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    # The attachments' passages in the context, as `sources` of `message.completed`.
+    sources: tuple[dict, ...] = ()
 
     @property
     def first_user_text(self) -> str:
@@ -52,16 +56,18 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
     ]
     if reply.content:  # continuing: the model carries on from its own text
         history.append(ChatMessage(role="assistant", content=reply.content))
+    passages = _passages(conversation, history, reply_id=reply.id)
     return ReplyJob(
         message_id=reply.id,
         conversation_id=conversation.id,
         user_id=conversation.owner_id,
         model=conversation.model,
-        system_prompt=_system_prompt(conversation),
+        system_prompt=_with_passages(_system_prompt(conversation), passages),
         history=tuple(history),
         first_exchange=not conversation.title and sum(m.role == "user" for m in history) == 1,
         initial_text=reply.content,
         options=options or GenerationOptions(),
+        sources=tuple(passage.to_source(number) for number, passage in enumerate(passages, start=1)),
     )
 
 
@@ -77,3 +83,25 @@ def _system_prompt(conversation) -> str:
     )
     parts = [part.strip() for part in (instructions, conversation.system_prompt) if part and part.strip()]
     return "\n\n".join(parts)
+
+
+def _passages(conversation, history: list[ChatMessage], *, reply_id: uuid.UUID) -> list:
+    """Passages of the conversation's attachments for the latest question (documents app),
+    recorded as the reply's numbered citations."""
+    from documents.retrieval import passages_for
+    from documents.services import citations_record
+
+    question = next((m.content for m in reversed(history) if m.role == "user"), "")
+    if not question:
+        return []
+    # A third of the window at most, so the question and the history keep room.
+    budget = min(settings.DOCUMENTS_CONTEXT_TOKENS, settings.LLM_CONTEXT_TOKENS // 3)
+    passages = passages_for(conversation_id=conversation.id, query=question, budget_tokens=budget)
+    citations_record(message_id=reply_id, passages=passages)
+    return passages
+
+
+def _with_passages(system_prompt: str, passages: list) -> str:
+    from documents.retrieval import context_text
+
+    return "\n\n".join(part for part in (system_prompt, context_text(passages)) if part)

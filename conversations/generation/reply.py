@@ -147,7 +147,7 @@ class Reply:
         message, titled = await final.write_final(self.job, outcome, provider=self.provider)
         if message is None:  # the row vanished (conversation deleted mid-reply)
             return
-        event_type, payload = events.reply_final(message)
+        event_type, payload = events.reply_final(message, sources=self.job.sources)
         await self._publish(event_type, **payload)
         final.record(
             self.job, outcome, provider=self.provider, first_token_at=self.first_token_at, finished=finished

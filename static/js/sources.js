@@ -4,7 +4,8 @@
 
 export function renderSources(element, sources) {
   const list = element.querySelector(".sources");
-  if (!list) return;
+  // No `sources` at all (a final state replayed without them): keep what the server rendered.
+  if (!list || sources === undefined) return;
   list.replaceChildren();
   const items = Array.isArray(sources) ? sources : [];
   const base = (document.getElementById("main") || {}).dataset?.attachmentsUrl || "";

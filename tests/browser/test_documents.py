@@ -8,7 +8,7 @@ import re
 from playwright.sync_api import expect
 
 from documents import samples
-from tests.browser.conftest import composer, new_chat, screenshot
+from tests.browser.conftest import composer, last_reply, new_chat, screenshot, send, wait_reply_done
 
 FILLER = "The committee met again and read the minutes of the previous meeting aloud. " * 10
 
@@ -119,3 +119,34 @@ def test_a_long_paste_is_offered_as_an_attachment(page, live):
     )
     page.get_by_role("button", name="Paste as text").click()
     expect(box).to_have_value(long_text)
+
+
+def test_a_reply_lists_its_sources_as_numbered_citations_that_open_on_the_passage(page, live):
+    new_chat(page, live.url)
+    memo = samples.pdf_bytes(
+        [
+            "Lunch is served at noon in the east wing.",
+            "The code word for the harbour gate is heron.",
+            "Bring pens.",
+        ]
+    )
+    attach_files(page, {"name": "gate memo.pdf", "mimeType": "application/pdf", "buffer": memo})
+    expect(chips(page).last).to_have_attribute("data-status", "ready")
+
+    send(page, "What is the code word for the harbour gate?")
+    reply = wait_reply_done(page)
+    sources = reply.locator(".sources .source")
+    expect(sources).to_have_count(3)  # a small document is given whole: every page is a source
+    first = sources.first
+    expect(first.locator("summary")).to_have_text("[1] gate memo.pdf p. 2")
+    expect(first.locator(".source__quote")).to_be_hidden()
+    first.locator("summary").click()
+    expect(first.locator(".source__quote")).to_have_text("The code word for the harbour gate is heron.")
+    expect(first.get_by_role("link", name="Download gate memo.pdf")).to_have_attribute(
+        "href", re.compile(r"/attachments/[0-9a-f-]{36}/download/$")
+    )
+    screenshot(page, "documents-citations")
+
+    # The citations are the server's too: after a reload they are still there.
+    page.reload()
+    expect(last_reply(page).locator(".sources summary").first).to_have_text("[1] gate memo.pdf p. 2")
