@@ -27,5 +27,9 @@ async def authenticate(request: HttpRequest) -> ApiKey:
     token = bearer_token(request)
     api_key = await sync_to_async(api_key_authenticate)(key=token)
     if api_key is None:
-        raise ApiError(401, "Incorrect or revoked API key.", code="invalid_api_key")
+        raise invalid_key()
     return api_key
+
+
+def invalid_key() -> ApiError:
+    return ApiError(401, "Incorrect or revoked API key.", code="invalid_api_key")

@@ -28,9 +28,11 @@ from django.db import transaction
 
 from api import bridge
 from api import services as api_services
+from api.auth import invalid_key
 from api.errors import ApiError, from_provider_failure, from_refusal
 from api.models import ApiKey
 from api.schema import CompletionRequest
+from api.services import api_key_authenticate
 from conversations import services
 from conversations.services import SendRefused
 
@@ -53,8 +55,17 @@ class Started:
     reply_id: uuid.UUID
 
 
-def _start_rows(*, api_key: ApiKey, request: CompletionRequest, worker: str) -> Started:
-    """The conversation and the chat's send, in one transaction: a refused send leaves no rows."""
+def _start_rows(
+    *, token: str, problem: ApiError | None, request: CompletionRequest | None, worker: str
+) -> tuple[ApiKey, Started]:
+    """The key, then the conversation and the chat's send, in one database hop and one
+    transaction: a refused send leaves no rows. A bad key answers 401 before anything the
+    request itself got wrong (`problem`, found before any database work)."""
+    api_key = api_key_authenticate(key=token)
+    if api_key is None:
+        raise invalid_key()
+    if problem is not None:
+        raise problem
     with transaction.atomic():
         rows = api_services.completion_conversation_create(
             user=api_key.user, api_key_name=api_key.name, request=request
@@ -66,7 +77,7 @@ def _start_rows(*, api_key: ApiKey, request: CompletionRequest, worker: str) -> 
             client_id=rows.client_id,
             worker=worker,
         )
-    return Started(conversation_id=rows.conversation_id, reply_id=start.reply.id)
+    return api_key, Started(conversation_id=rows.conversation_id, reply_id=start.reply.id)
 
 
 class Call:
@@ -78,8 +89,9 @@ class Call:
     runtime to stop, and the pump still sees the final write.
     """
 
-    def __init__(self, *, api_key: ApiKey, request: CompletionRequest) -> None:
-        self.api_key = api_key
+    def __init__(self, *, token: str, request: CompletionRequest | None) -> None:
+        self.token = token
+        self.api_key: ApiKey | None = None  # known once open() has authenticated the token
         self.request = request
         self.created = int(time.time())
         self.started: Started | None = None
@@ -93,16 +105,17 @@ class Call:
     def id(self) -> str:
         return f"chatcmpl-{self.started.reply_id.hex}" if self.started else "chatcmpl-"
 
-    async def open(self) -> None:
-        """Write the rows and start the reply; an ApiError (429, 404, ...) leaves nothing behind."""
+    async def open(self, *, problem: ApiError | None = None) -> None:
+        """Authenticate, write the rows and start the reply; an ApiError (401, 429, 404, ...)
+        leaves nothing behind. `problem`: what is wrong with the request, told after the key."""
         worker, accepting = await bridge.ready()
         if not accepting:
             raise ApiError(
                 503, "This server is shutting down; retry.", type="server_error", code="server_shutting_down"
             )
         try:
-            self.started = await database_sync_to_async(_start_rows)(
-                api_key=self.api_key, request=self.request, worker=worker
+            self.api_key, self.started = await database_sync_to_async(_start_rows)(
+                token=self.token, problem=problem, request=self.request, worker=worker
             )
         except SendRefused as refused:
             raise from_refusal(refused.code, refused.message) from refused

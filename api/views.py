@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from api import completions
-from api.auth import authenticate
+from api.auth import authenticate, bearer_token
 from api.errors import ApiError
 from api.schema import parse_body, parse_completion
 from api.selectors import models_for, provider_models
@@ -56,20 +56,26 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     """POST /v1/chat/completions: one reply, as JSON or as server-sent events."""
     try:
-        api_key = await authenticate(request)
-        _only("POST", request)
-        completion = parse_completion(parse_body(_body(request)))
-        # Whether the model exists is the provider's (cached) list; whether this user may use
-        # it is checked with the chat's other limits, in the send's own transaction.
-        if completion.model not in await provider_models():
-            raise ApiError(
-                404,
-                f"The model {completion.model!r} does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
-        call = completions.Call(api_key=api_key, request=completion)
-        await call.open()
+        token = bearer_token(request)
+        # What is wrong with the request is found without the database and told only once
+        # the key is known good: the key, the rows and the send are then one database hop.
+        completion, problem = None, None
+        try:
+            _only("POST", request)
+            completion = parse_completion(parse_body(_body(request)))
+            # Whether the model exists is the provider's (cached) list; whether this user may
+            # use it is checked with the chat's other limits, in the send's own transaction.
+            if completion.model not in await provider_models():
+                raise ApiError(
+                    404,
+                    f"The model {completion.model!r} does not exist or you do not have access to it.",
+                    code="model_not_found",
+                    param="model",
+                )
+        except ApiError as error:
+            problem = error
+        call = completions.Call(token=token, request=completion)
+        await call.open(problem=problem)
         if not completion.stream:
             return JsonResponse(await completions.complete(call))
         first = await completions.first_text(call)

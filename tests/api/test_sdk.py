@@ -458,3 +458,14 @@ def test_a_model_the_users_groups_do_not_grant_is_neither_listed_nor_served(api_
         client.chat.completions.create(model=UPSTREAM_MODEL, messages=ask("hi"))
     assert refused.value.code == "model_not_found"
     assert not UsageEvent.objects.filter(user=alice).exists()
+
+
+def test_a_bad_key_is_told_before_anything_wrong_with_the_request(api_server, alice_key):
+    url = f"{api_server.url}/v1/chat/completions"
+    bad_key = httpx.post(
+        url, headers={"Authorization": "Bearer sk-chat-nope-nope-nope"}, content=b"{not json"
+    )
+    assert bad_key.status_code == 401
+    wrong_method = httpx.get(url, headers={"Authorization": f"Bearer {alice_key}"})
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
