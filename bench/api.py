@@ -201,6 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens-per-second", type=float, default=bc.PROVIDER_TOKENS_PER_SECOND)
     parser.add_argument("--tokens", type=int, default=bc.PROVIDER_TOKENS)
     parser.add_argument("--output", type=Path, default=bc.RESULTS)
+    parser.add_argument("--keep-logs", action="store_true", help="server logs in OUTPUT/logs")
     return parser.parse_args(argv)
 
 
@@ -247,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     bc.setup_django(database_url, redis_url)
     args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        bench = br.Bench(args, database_url, redis_url, Path(tmp))
+        log_dir = Path(tmp)
+        if args.keep_logs:
+            log_dir = args.output / "logs"
+            log_dir.mkdir(exist_ok=True)
+        bench = br.Bench(args, database_url, redis_url, log_dir)
         try:
             result = asyncio.run(main_async(args, bench))
         finally:
