@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from chatplatform import tracing
 from conversations import events, selectors, services
 from conversations.generation import get_runtime
 from conversations.models import is_storable_text
@@ -101,7 +102,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             handler = self.CLIENT_FRAMES.get(frame["type"])
             if handler is None:
                 raise FrameError("unknown_type", f"Unknown frame type {frame['type'][:40]!r}.")
-            await getattr(self, handler)(frame)
+            # One server span per client frame; a reply it starts is a child of it.
+            with tracing.span(
+                f"ws {frame['type']}",
+                kind="server",
+                conversation_id=self.conversation_id,
+                user_id=self.user.pk,
+            ):
+                await getattr(self, handler)(frame)
         except (FrameError, SendRefused) as refused:
             payload = {"code": refused.code, "message": refused.message}
             if isinstance(frame.get("client_id"), str):

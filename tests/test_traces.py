@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import urllib.request
+import uuid
 
 import pytest
+import websockets
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -72,3 +76,69 @@ def test_a_page_request_is_one_trace_with_its_queries_and_its_request_id(traced_
         server.log(),
     )
     print("\n" + tree(receiver.trace(root.trace_id), keys=("chat.request_id", "http.route", "db.system")))
+
+
+def test_one_chat_is_a_trace_whose_generation_span_carries_the_message_id_and_ttft(traced_server):
+    server, receiver = traced_server
+    user = get_user_model().objects.create_user("chatter", password="pw-for-tests-1")
+    conversation = Conversation.objects.create(owner=user)
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+    async def chat() -> dict:
+        async with websockets.connect(
+            f"{server.ws_url}/ws/conversations/{conversation.id}/",
+            additional_headers={"Cookie": cookie, "Origin": server.url},
+            open_timeout=10,
+        ) as ws:
+            await ws.send(
+                json.dumps({"type": "message.send", "content": "hi", "client_id": str(uuid.uuid4())})
+            )
+            async with asyncio.timeout(20):
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame["type"] in {"message.completed", "message.failed"}:
+                        return frame
+
+    final = asyncio.run(chat())
+    assert final["type"] == "message.completed"
+    reply_id = final["message_id"]
+
+    generation = receiver.wait_for(
+        lambda spans: next(
+            (
+                s
+                for s in spans
+                if s.name == "chat.generation" and s.attributes.get("chat.message_id") == reply_id
+            ),
+            None,
+        )
+    )
+    assert generation.attributes["chat.conversation_id"] == str(conversation.id)
+    assert generation.attributes["chat.outcome"] == "complete"
+    assert generation.attributes["chat.ttft_ms"] == final["usage"]["ttft_ms"] >= 0
+    assert generation.attributes["gen_ai.usage.output_tokens"] == final["usage"]["completion_tokens"] == 20
+    assert generation.attributes["gen_ai.request.model"]
+    spans = receiver.trace(generation.trace_id)
+    frame = next(s for s in spans if s.span_id == generation.parent_id)
+    assert (frame.name, frame.kind, frame.parent_id) == ("ws message.send", SERVER, "")
+    # The send's writes and the reply's final write are in the same trace.
+    statements = [
+        s.attributes.get("db.statement", "") for s in spans if s.attributes.get("db.system") == "postgresql"
+    ]
+    assert any(st.startswith("INSERT") and "conversations_message" in st for st in statements)
+    assert any(st.startswith("UPDATE") and "conversations_message" in st for st in statements)
+    print(
+        "\n"
+        + tree(
+            spans,
+            keys=(
+                "chat.message_id",
+                "chat.ttft_ms",
+                "chat.outcome",
+                "gen_ai.usage.output_tokens",
+                "db.system",
+            ),
+        )
+    )

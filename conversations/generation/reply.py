@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
+from chatplatform import tracing
 from conversations import events, services
 from conversations.generation import final
 from conversations.generation.job import ReplyJob
@@ -56,6 +57,7 @@ class Reply:
         self._publish_failed = False  # log a channel-layer outage once, not per frame
         self.started = time.monotonic()
         self.first_token_at: float | None = None
+        self.span = tracing.NO_SPAN  # the reply's trace span while it runs (chatplatform.tracing)
 
     def start(self) -> asyncio.Task:
         self.task = asyncio.get_running_loop().create_task(self.run(), name=f"reply-{self.message_id}")
@@ -81,6 +83,17 @@ class Reply:
             task.uncancel()
 
     async def run(self) -> None:
+        with tracing.span(
+            "chat.generation",
+            conversation_id=self.job.conversation_id,
+            message_id=self.message_id,
+            user_id=self.job.user_id,
+            provider=self.provider.name,
+            attributes={"gen_ai.request.model": self.job.model or self.provider.model},
+        ) as self.span:
+            await self._run()
+
+    async def _run(self) -> None:
         metrics.GENERATIONS_IN_FLIGHT.inc()
         structlog.contextvars.bind_contextvars(
             user_id=self.job.user_id,
@@ -126,6 +139,7 @@ class Reply:
             async for raw in stream:
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
+                    self.span.add_event("first_token")
                 self.relay.feed(storable_text(raw))  # model output is untrusted, down to the code point
         except asyncio.CancelledError:
             self._stopped_here()
@@ -144,6 +158,16 @@ class Reply:
     async def _finish(self, status: str, error: LLMError | None, stream) -> None:
         finished = time.monotonic()
         outcome = self._outcome(status, error, stream, finished)
+        measured = {
+            "chat.outcome": outcome.status,
+            "chat.finish_reason": outcome.finish_reason,
+            "chat.ttft_ms": outcome.ttft_ms,
+            "chat.duration_ms": outcome.duration_ms,
+            "chat.error_code": outcome.error.code if outcome.error else None,
+            "gen_ai.usage.input_tokens": outcome.prompt_tokens,
+            "gen_ai.usage.output_tokens": outcome.completion_tokens,
+        }
+        self.span.set_attributes({key: value for key, value in measured.items() if value is not None})
         message, titled = await final.write_final(self.job, outcome, provider=self.provider)
         if message is None:  # the row vanished (conversation deleted mid-reply)
             return
