@@ -233,3 +233,52 @@ def test_uploads_and_deletes_need_the_csrf_token(chat):
     attachment_id = upload(signed_in(chat.owner), chat, "notes.txt", b"words").json()["id"]
     assert client.delete(reverse("attachment", args=[chat.id, attachment_id])).status_code == 403
     assert Attachment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "code_words"),
+    [
+        ("locked.pdf", lambda: samples.encrypted_pdf_bytes(["secret"]), "encrypted"),
+        ("broken.pdf", lambda: samples.pdf_bytes(["one", "two"])[:300] + b"\x00junk" * 40, "damaged"),
+        ("scan.pdf", lambda: samples.pdf_bytes(["", ""]), "scanned"),
+        ("long.pdf", lambda: samples.pdf_bytes(["p"] * 4), "4 pages"),
+        ("bomb.docx", lambda: samples.zip_bomb_docx_bytes(20 * 1024 * 1024), "zip bomb"),
+    ],
+    ids=["encrypted-pdf", "corrupt-pdf", "scanned-pdf", "too-many-pages", "docx-zip-bomb"],
+)
+def test_each_hostile_file_ends_failed_with_its_reason_and_nothing_kept(
+    chat, attachment_dir, settings, name, make, code_words
+):
+    """What the worker thread does, run here: the file is read, refused, deleted; the chip gets the reason."""
+    from documents.processing import process_attachment
+
+    settings.DOCUMENTS_MAX_PAGES = 3
+    response = upload(signed_in(chat.owner), chat, name, make())
+    assert response.status_code == 201
+    assert len(stored_files(attachment_dir)) == 1
+
+    attachment = process_attachment(uuid.UUID(response.json()["id"]))
+
+    assert attachment.status == "failed"
+    assert code_words in attachment.error
+    assert not attachment.file
+    assert stored_files(attachment_dir) == []
+    assert not Chunk.objects.exists()
+    listed = signed_in(chat.owner).get(reverse("attachments", args=[chat.id])).json()["attachments"]
+    assert [(a["status"], a["error"]) for a in listed] == [("failed", attachment.error)]
+
+
+def test_an_attachment_left_unsettled_by_a_dead_process_is_marked_failed_when_listed(chat, attachment_dir):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client = signed_in(chat.owner)
+    attachment_id = upload(client, chat, "notes.txt", b"some notes").json()["id"]
+    Attachment.objects.filter(pk=attachment_id).update(
+        status="processing", updated_at=timezone.now() - timedelta(minutes=10)
+    )
+    listed = client.get(reverse("attachments", args=[chat.id])).json()["attachments"]
+    assert listed[0]["status"] == "failed"
+    assert "interrupted" in listed[0]["error"]
+    assert stored_files(attachment_dir) == []
