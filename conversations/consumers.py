@@ -27,6 +27,7 @@ from conversations import events, selectors, services
 from conversations.generation import get_runtime
 from conversations.models import is_storable_text
 from conversations.services import ReplyStart, SendRefused
+from documents.selectors import sources_of
 from ops import metrics
 
 log = structlog.get_logger(__name__)
@@ -191,7 +192,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if message is not None:
                 await self.send(text_data=events.encode("message.created", message=message.to_wire()))
         if start.reply is not None and start.reply.is_final:
-            event_type, payload = events.reply_final(start.reply)
+            sources = await database_sync_to_async(sources_of)(message_id=start.reply.id)
+            event_type, payload = events.reply_final(start.reply, sources=sources)
             await self.send(text_data=events.encode(event_type, **payload))
 
     # --- server events (from the channel layer, or directly from this process) ---

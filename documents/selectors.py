@@ -34,3 +34,10 @@ def citations_for(*, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Citat
     for citation in Citation.objects.filter(message_id__in=message_ids).order_by("message", "number"):
         found.setdefault(citation.message_id, []).append(citation)
     return found
+
+
+def sources_of(*, message_id: uuid.UUID | str) -> list[dict]:
+    """A reply's citations as the `sources` of `message.completed`."""
+    return [
+        citation.to_wire() for citation in Citation.objects.filter(message_id=message_id).order_by("number")
+    ]

@@ -39,6 +39,7 @@ from conversations.generation.sockets import LocalSockets
 from conversations.llm import get_provider
 from conversations.llm.base import GenerationOptions
 from conversations.models import Message
+from documents.selectors import sources_of
 
 log = structlog.get_logger(__name__)
 
@@ -187,7 +188,8 @@ class Runtime:
             }
             await get_channel_layer().send(message.worker, request)
         elif message.is_final:  # finished: the final state answers everything the client missed
-            event_type, payload = events.reply_final(message)
+            sources = await database_sync_to_async(sources_of)(message_id=message.id)
+            event_type, payload = events.reply_final(message, sources=sources)
             await self.sockets.send_to(reply_channel, events.envelope(event_type, **payload))
         return True
 

@@ -132,3 +132,25 @@ async def test_another_conversations_files_never_reach_the_context(scripted_open
 
     assert final["sources"] == []
     assert all(FACT not in m["content"] for m in scripted_openai.last_completion().messages)
+
+
+async def test_a_sync_after_the_reply_ended_answers_with_its_sources_too(scripted_openai):
+    from chatplatform.asgi import application
+
+    user = await db(make_user)("alice")
+    conversation = await db(make_conversation)(user)
+    await db(attach)(conversation, "memo.txt", b"The code word for the gate is heron.")
+    final = await ask(user, conversation, "What is the code word for the gate?")
+    assert [s["name"] for s in final["sources"]] == ["memo.txt"]
+
+    cookie = await db(session_cookie)(user)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation.id}/", headers=[ORIGIN, (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    socket = Socket(communicator)
+    await socket.send({"type": "sync", "message_id": final["message_id"], "offset": 0})
+    again = await socket.receive_until("message.completed", timeout=10)
+    await socket.close()
+    assert again["sources"] == final["sources"]
