@@ -261,3 +261,55 @@ def test_the_redis_health_check_command_authenticates(compose_redis):
     assert subprocess.run(["sh", "-c", command], env=env, timeout=10).returncode == 0
     wrong = {**os.environ, "REDIS_PASSWORD": "wrong"}
     assert subprocess.run(["sh", "-c", command], env=wrong, timeout=10, capture_output=True).returncode != 0
+
+
+@pytest.mark.multiprocess
+@pytest.mark.django_db(transaction=True)
+def test_the_api_streams_server_sent_events_through_nginx_as_they_are_written(stack):
+    """The API's server-sent events pass through nginx as they are written: the first text
+    reaches the client while the reply is still streaming (not when it is complete)."""
+    from api.services import api_key_create
+
+    _web, proxy = stack
+    user = get_user_model().objects.create_user("api-user", password="pw-for-tests-1")
+    _, key = api_key_create(user=user, name="nginx test")
+    auth = {"Authorization": f"Bearer {key}"}
+    models = json.loads(get(f"{proxy.url}/v1/models", auth).read())["data"]
+    body = json.dumps(
+        # Slow enough that the reply is still being written when its first chunk arrives.
+        {
+            "model": models[0]["id"],
+            "stream": True,
+            "store": True,
+            "messages": [{"role": "user", "content": "[[slow:150]]hi"}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{proxy.url}/v1/chat/completions",
+        data=body,
+        headers={**auth, "Content-Type": "application/json"},
+        method="POST",
+    )
+    chunks: list[dict] = []
+    status_at_first_text = None
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                break
+            chunk = json.loads(line[len("data: ") :])
+            chunks.append(chunk)
+            text = chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
+            if text and status_at_first_text is None:
+                status_at_first_text = (
+                    Message.objects.filter(role="assistant").values_list("status", flat=True).first()
+                )
+    assert status_at_first_text == "streaming"
+    assert len(chunks) > 2
+    assert list(Message.objects.values_list("role", "status")) == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
