@@ -6,7 +6,8 @@ set and `OTEL_SDK_DISABLED` is not, it installs the SDK with a batching
 OTLP/HTTP exporter (which reads the standard `OTEL_EXPORTER_OTLP_*`
 variables itself: headers, timeout, compression) and instruments Django
 (one server span per HTTP request), psycopg (each query), redis (each
-command) and httpx (each provider request). Our own code adds spans with
+command) and httpx2, the OpenAI SDK's HTTP client (each provider request;
+OpenTelemetry's httpx instrumentation does not see that package). Our own code adds spans with
 
     with tracing.span("chat.generation", conversation_id=..., message_id=...) as span:
         span.set_attribute("chat.ttft_ms", 41)
@@ -104,7 +105,6 @@ def configure(*, app_env: str, service_name: str = "chatplatform") -> bool:
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.django import DjangoInstrumentor
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.sdk.resources import Resource
@@ -119,11 +119,64 @@ def configure(*, app_env: str, service_name: str = "chatplatform") -> bool:
     DjangoInstrumentor().instrument(tracer_provider=provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     _tracer = trace.get_tracer("chatplatform")
+    _instrument_httpx2(_tracer)
     _enabled = True
     log.info("tracing_configured", service_name=resource.attributes.get("service.name"))
     return True
+
+
+def _instrument_httpx2(tracer) -> None:
+    """A CLIENT span per request of httpx2 (the provider's HTTP client), from sending it to
+    the response's head (a streamed body goes on inside the reply's span), with the
+    trace context sent along in `traceparent` for a provider that traces too."""
+    try:
+        import httpx2
+    except ImportError:  # no OpenAI-compatible provider installed
+        return
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    def attributes(request) -> dict[str, Any]:
+        url = request.url  # no query and no credentials: they are nobody's business in a trace
+        return {
+            "http.request.method": request.method,
+            "url.full": f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}{url.path}",
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
+
+    def finished(span, response) -> None:
+        span.set_attribute("http.response.status_code", response.status_code)
+        if response.status_code >= 400:
+            span.set_status(Status(StatusCode.ERROR))
+
+    send_async = httpx2.AsyncHTTPTransport.handle_async_request
+    send_sync = httpx2.HTTPTransport.handle_request
+    if getattr(send_async, "chat_traced", False):
+        return
+
+    async def handle_async_request(self, request):
+        with tracer.start_as_current_span(
+            request.method, kind=SpanKind.CLIENT, attributes=attributes(request)
+        ) as span:
+            propagate.inject(request.headers)
+            response = await send_async(self, request)
+            finished(span, response)
+            return response
+
+    def handle_request(self, request):
+        with tracer.start_as_current_span(
+            request.method, kind=SpanKind.CLIENT, attributes=attributes(request)
+        ) as span:
+            propagate.inject(request.headers)
+            response = send_sync(self, request)
+            finished(span, response)
+            return response
+
+    handle_async_request.chat_traced = True
+    httpx2.AsyncHTTPTransport.handle_async_request = handle_async_request
+    httpx2.HTTPTransport.handle_request = handle_request
 
 
 def _attributes(names: Mapping[str, Any], exact: Mapping[str, Any] | None) -> dict[str, Any]:

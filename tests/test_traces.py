@@ -13,34 +13,61 @@ import websockets
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from bench.fake_openai_server import ScriptedOpenAIServer
 from conversations.models import Conversation, Message
 from tests.otlp import otlp_receiver, tree
 from tests.servers import daphne
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 
+CLIENT = 3
 SERVER = 2  # SpanKind.SERVER in OTLP's enumeration (0 unspecified, 1 internal, 2 server, 3 client)
+
+
+def traced_env(live_database_url: str, redis_url: str, receiver, **overrides: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": live_database_url,
+        "REDIS_URL": redis_url,
+        "APP_ENV": "test",
+        "LLM_PROVIDER": "fake",
+        "LLM_FAKE_TTFT": "0.05",
+        "LLM_FAKE_TOKENS": "20",
+        "CHAT_TITLE_FROM_MODEL": "false",
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_SERVICE_NAME": "chat-under-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # export every 100 ms, not every 5 s
+        **overrides,
+    }
 
 
 @pytest.fixture
 def traced_server(live_database_url, redis_url, tmp_path):
     with otlp_receiver() as receiver:
-        env = {
-            "DATABASE_URL": live_database_url,
-            "REDIS_URL": redis_url,
-            "APP_ENV": "test",
-            "LLM_PROVIDER": "fake",
-            "LLM_FAKE_TTFT": "0.05",
-            "LLM_FAKE_TOKENS": "20",
-            "CHAT_TITLE_FROM_MODEL": "false",
-            "LOG_LEVEL": "INFO",
-            "LOG_FORMAT": "json",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-            "OTEL_SERVICE_NAME": "chat-under-test",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export every 100 ms, not every 5 s
-        }
+        env = traced_env(live_database_url, redis_url, receiver)
         with daphne(env, log_dir=tmp_path, name="traced") as server:
             yield server, receiver
+
+
+@pytest.fixture
+def traced_server_with_openai_provider(live_database_url, redis_url, tmp_path):
+    """The same, its model behind the scripted OpenAI-compatible HTTP server."""
+    upstream = ScriptedOpenAIServer(ttft_ms=30, tokens_per_second=400, tokens=20).start_in_thread()
+    try:
+        with otlp_receiver() as receiver:
+            env = traced_env(
+                live_database_url,
+                redis_url,
+                receiver,
+                LLM_PROVIDER="openai",
+                LLM_BASE_URL=upstream.base_url,
+                LLM_API_KEY="sk-test",
+            )
+            with daphne(env, log_dir=tmp_path, name="traced-openai") as server:
+                yield server, receiver
+    finally:
+        upstream.stop()
 
 
 def test_a_page_request_is_one_trace_with_its_queries_and_its_request_id(traced_server):
@@ -78,8 +105,8 @@ def test_a_page_request_is_one_trace_with_its_queries_and_its_request_id(traced_
     print("\n" + tree(receiver.trace(root.trace_id), keys=("chat.request_id", "http.route", "db.system")))
 
 
-def test_one_chat_is_a_trace_whose_generation_span_carries_the_message_id_and_ttft(traced_server):
-    server, receiver = traced_server
+def chat_trace(server, receiver) -> tuple[list, object]:
+    """One chat over a WebSocket; its trace (once the generation span arrived) and that span."""
     user = get_user_model().objects.create_user("chatter", password="pw-for-tests-1")
     conversation = Conversation.objects.create(owner=user)
     client = Client()
@@ -120,7 +147,12 @@ def test_one_chat_is_a_trace_whose_generation_span_carries_the_message_id_and_tt
     assert generation.attributes["chat.ttft_ms"] == final["usage"]["ttft_ms"] >= 0
     assert generation.attributes["gen_ai.usage.output_tokens"] == final["usage"]["completion_tokens"] == 20
     assert generation.attributes["gen_ai.request.model"]
-    spans = receiver.trace(generation.trace_id)
+    return receiver.trace(generation.trace_id), generation
+
+
+def test_one_chat_is_a_trace_whose_generation_span_carries_the_message_id_and_ttft(traced_server):
+    server, receiver = traced_server
+    spans, generation = chat_trace(server, receiver)
     frame = next(s for s in spans if s.span_id == generation.parent_id)
     assert (frame.name, frame.kind, frame.parent_id) == ("ws message.send", SERVER, "")
     # The send's writes and the reply's final write are in the same trace.
@@ -141,4 +173,28 @@ def test_one_chat_is_a_trace_whose_generation_span_carries_the_message_id_and_tt
                 "db.system",
             ),
         )
+    )
+
+
+def test_the_provider_request_is_a_client_span_inside_the_generation(traced_server_with_openai_provider):
+    server, receiver = traced_server_with_openai_provider
+    _, generation = chat_trace(server, receiver)
+    assert generation.attributes["chat.provider"] == "openai"
+    request = receiver.wait_for(
+        lambda spans: next(
+            (
+                s
+                for s in spans
+                if s.parent_id == generation.span_id
+                and s.kind == CLIENT
+                and "http.request.method" in s.attributes
+            ),
+            None,
+        )
+    )
+    assert request.attributes["http.request.method"] == "POST"
+    assert request.attributes["url.full"].endswith("/v1/chat/completions")
+    assert request.attributes["http.response.status_code"] == 200
+    print(
+        "\n" + tree(receiver.trace(generation.trace_id), keys=("chat.message_id", "chat.ttft_ms", "url.full"))
     )
