@@ -38,8 +38,12 @@ def web_container() -> dict:
     return container
 
 
+def purge_pod() -> dict:
+    return load("purge-cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
 def every_container() -> list[dict]:
-    pods = [web_pod()["spec"], load("migrate-job.yaml")["spec"]["template"]["spec"]]
+    pods = [web_pod()["spec"], load("migrate-job.yaml")["spec"]["template"]["spec"], purge_pod()]
     return [c for pod in pods for c in pod.get("initContainers", []) + pod["containers"]]
 
 
@@ -139,7 +143,7 @@ def test_the_grace_period_covers_prestop_and_the_runtimes_drain():
 
 def test_containers_are_non_root_read_only_and_bounded():
     dockerfile_uid = int((ROOT / "Dockerfile").read_text().split("\nUSER ", 1)[1].split()[0])
-    for pod in (web_pod()["spec"], load("migrate-job.yaml")["spec"]["template"]["spec"]):
+    for pod in (web_pod()["spec"], load("migrate-job.yaml")["spec"]["template"]["spec"], purge_pod()):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == dockerfile_uid
         assert pod["automountServiceAccountToken"] is False
@@ -185,3 +189,13 @@ def test_autoscaler_and_disruption_budget_target_the_web_pods():
     assert hpa["minReplicas"] >= 2
     assert pdb["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert pdb["maxUnavailable"] < hpa["minReplicas"]
+
+
+def test_the_purge_runs_daily_and_alone_with_the_command_that_deletes():
+    cron = load("purge-cronjob.yaml")["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    (container,) = purge_pod()["containers"]
+    assert container["command"] == ["python", "manage.py", "purge_old_conversations", "--yes"]
+    from django.core.management import get_commands
+
+    assert get_commands()["purge_old_conversations"] == "conversations"
