@@ -16,7 +16,7 @@ def bearer_token(request: HttpRequest) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(
             401,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            "You didn't provide an API key: send it in the Authorization header, as a Bearer token.",
             code="missing_api_key",
         )
     return token.strip()

@@ -200,6 +200,7 @@ def test_a_missing_or_unknown_key_is_401(api_server):
     no_key = httpx.get(f"{api_server.url}/v1/models")
     assert no_key.status_code == 401
     assert no_key.json()["error"]["code"] == "missing_api_key"
+    assert "***" not in no_key.json()["error"]["message"]  # the hint survives the log redaction
     with pytest.raises(openai.AuthenticationError) as refused:
         client_for(api_server, "sk-chat-" + "x" * 43).models.list()
     assert refused.value.status_code == 401
