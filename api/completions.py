@@ -124,8 +124,14 @@ class Call:
         self._pump = bridge.detached(self._listen(listening))
         _pumps.add(self._pump)
         self._pump.add_done_callback(_pumps.discard)
-        await listening
-        await bridge.start(self.started.reply_id, options=self.request.options)
+        try:
+            await listening
+            await bridge.start(self.started.reply_id, options=self.request.options)
+        except BaseException:
+            # The client left (or the start failed) between the rows and the reply: stop it,
+            # which marks a reply no process runs `interrupted`; the pump then cleans up.
+            self.abandon()
+            raise
         log.info(
             "api_call_started",
             api_key_id=self.api_key.pk,
