@@ -16,7 +16,8 @@ def bearer_token(request: HttpRequest) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(
             401,
-            "You didn't provide an API key: send it in the Authorization header, as a Bearer token.",
+            # (Worded so that the secret redaction, which masks whatever follows "Bearer ", keeps it.)
+            "You didn't provide an API key: send the header 'Authorization: Bearer' followed by your key.",
             code="missing_api_key",
         )
     return token.strip()
