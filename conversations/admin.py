@@ -286,11 +286,12 @@ class MessageAdmin(MessageColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "role",
         "status",
         "model",
+        "feedback",
         "tokens",
         "timing",
         "created_at",
     ]
-    list_filter = ["role", "status", "model", "created_at"]
+    list_filter = ["role", "status", "feedback", "model", "created_at"]
     list_select_related = ["conversation"]
     list_per_page = 50
     show_full_result_count = False
@@ -307,6 +308,8 @@ class MessageAdmin(MessageColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "client_id",
         "model",
         "finish_reason",
+        "feedback",
+        "feedback_at",
         "error_code",
         "error",
         "prompt_tokens",

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from conversations.feedback import feedback_totals
 from conversations.models import UsageEvent
 
 WINDOW_DAYS = 30
@@ -274,6 +275,7 @@ def usage_context(today: dt.date | None = None) -> dict:
         "by_source": usage_by_source(since=since),
         "providers": providers,
         "error_codes": codes,
+        "feedback": feedback_totals(since=since),
     }
 
 

@@ -2,7 +2,8 @@
 
 Shared by the admin export action and the browser's download link. Message
 content is exported verbatim (it is the user's data, not HTML); only the
-visible branch is exported, in order, as the person sees it.
+visible branch is exported, in order, as the person sees it (the version path
+the owner chose); the JSON export can add every branch (`branches=True`).
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "created_at": _iso(message.created_at),
+        "parent_id": str(message.parent_id) if message.parent_id else None,
+        "feedback": message.feedback,
     }
 
 
-def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
-    """One conversation and its visible messages, oldest first."""
-    return {
+def conversation_to_dict(conversation: Conversation, *, branches: bool = False) -> dict[str, Any]:
+    """One conversation and its visible messages, oldest first; with `branches`, also
+    `all_messages`: every message of every branch (oldest first, linked by parent_id)."""
+    document = {
         "id": str(conversation.id),
         "title": conversation.title,
         "model": conversation.model,
@@ -50,6 +54,10 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
         "updated_at": _iso(conversation.updated_at),
         "messages": [message_to_dict(m) for m in conversation.visible_messages()],
     }
+    if branches:
+        everything = conversation.messages.exclude(role=Message.Role.SYSTEM).order_by("created_at", "id")
+        document["all_messages"] = [message_to_dict(m) for m in everything]
+    return document
 
 
 def conversations_to_json(conversations: Iterable[Conversation]) -> str:

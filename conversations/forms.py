@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from django import forms
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Message
 from conversations.services import TITLE_MAX_CHARS
 
 
 class RenameForm(forms.Form):
     title = forms.CharField(label="Title", max_length=TITLE_MAX_CHARS, strip=True)
+
+
+class VersionForm(forms.Form):
+    """The version to show: a message id (the switcher's previous or next sibling)."""
+
+    message_id = forms.UUIDField()
+
+
+class FeedbackForm(forms.Form):
+    message_id = forms.UUIDField()
+    rating = forms.ChoiceField(choices=[("", "none"), *Message.Feedback.choices], required=False)
 
 
 class ArchiveForm(forms.Form):

@@ -52,6 +52,14 @@ class Conversation(models.Model):
     api_key_name = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
+    # The version path the owner chose ("Previous version" / "Next version"):
+    # the branch ending at `current_leaf` is shown until a message newer than
+    # `branch_chosen_at` exists; a send, edit or regenerate then shows its own
+    # branch again without any service having to move this pointer.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    branch_chosen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -79,24 +87,39 @@ class Conversation(models.Model):
         return Message.objects.filter(pk__in=self.visible_message_ids()).order_by("created_at", "id")
 
     def visible_message_ids(self, *, leaf: uuid.UUID | None = None) -> list[uuid.UUID]:
-        """Ids of the branch ending at `leaf` (default: the newest message), oldest first."""
+        """Ids of the branch ending at `leaf` (default: the shown leaf), oldest first.
+
+        The shown leaf is the one the owner chose with the version switcher, as
+        long as no message was written after that choice; otherwise the newest
+        message (which a send, edit or regenerate just made).
+        """
         rows = list(
             Message.objects.filter(conversation=self)
             .order_by("created_at", "id")
-            .values_list("id", "parent_id")
+            .values_list("id", "parent_id", "created_at")
         )
         if not rows:
             return []
-        parents = dict(rows)
+        parents = {row[0]: row[1] for row in rows}
+        if leaf is None:
+            leaf = self.shown_leaf_id(rows)
         path: list[uuid.UUID] = []
         seen: set[uuid.UUID] = set()
-        current: uuid.UUID | None = leaf if leaf is not None else rows[-1][0]
+        current: uuid.UUID | None = leaf
         while current is not None and current not in seen:
             path.append(current)
             seen.add(current)
             current = parents.get(current)
         path.reverse()
         return path
+
+    def shown_leaf_id(self, rows: list[tuple[uuid.UUID, uuid.UUID | None, datetime]]) -> uuid.UUID:
+        """The leaf of the shown branch among `rows` (id, parent_id, created_at; oldest first)."""
+        newest_id, _, newest_at = rows[-1]
+        chosen = self.current_leaf_id
+        if chosen is None or self.branch_chosen_at is None or newest_at > self.branch_chosen_at:
+            return newest_id
+        return chosen if any(row[0] == chosen for row in rows) else newest_id
 
     def touch(self) -> None:
         Conversation.objects.filter(pk=self.pk).update(updated_at=timezone.now())
@@ -163,6 +186,10 @@ class Message(models.Model):
         FAILED = "failed"
         INTERRUPTED = "interrupted"
 
+    class Feedback(models.TextChoices):
+        GOOD = "good", "Good response"
+        BAD = "bad", "Bad response"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
@@ -182,6 +209,9 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The owner's "Good response" / "Bad response" on a reply (blank: none given).
+    feedback = models.CharField(max_length=8, choices=Feedback.choices, blank=True, default="")
+    feedback_at = models.DateTimeField(null=True, blank=True)
     # While streaming: the channel of the process generating this reply (stop and
     # sync requests go there) and when it last checkpointed (crash recovery).
     worker = models.CharField(max_length=200, blank=True, default="")
@@ -207,6 +237,9 @@ class Message(models.Model):
             ),
             models.CheckConstraint(condition=Q(status__in=_STATUSES), name="message_status_valid"),
             models.CheckConstraint(condition=Q(role__in=_ROLES), name="message_role_valid"),
+            models.CheckConstraint(
+                condition=Q(feedback__in=["", "good", "bad"]), name="message_feedback_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -229,6 +262,7 @@ class Message(models.Model):
             "status": self.status,
             "client_id": str(self.client_id) if self.client_id else None,
             "parent_id": str(self.parent_id) if self.parent_id else None,
+            "model": self.model,
             "created_at": self.created_at.isoformat(),
         }
 

@@ -9,9 +9,11 @@ Content is stored verbatim; sanitising happens here, on output.
 from __future__ import annotations
 
 import html as html_lib
+import re
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -56,9 +58,31 @@ def _render_image(_renderer, tokens, idx, options, env) -> str:
     return f'<a href="{src}">[image: {alt}]</a>'
 
 
+# A fence's language as a label: one word of the characters language names use.
+_LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,32}")
+
+
+def code_language(info: str) -> str:
+    """The language of a code fence's info string (```python title="x" -> python), or ""."""
+    word = info.strip().split(maxsplit=1)[0] if info.strip() else ""
+    return word if _LANGUAGE.fullmatch(word) else ""
+
+
+def _render_fence(renderer, tokens, idx, options, env) -> str:
+    # The language label is made here, on the server, escaped, and then passes
+    # the allow-list like everything else: the browser only shows it.
+    block = RendererHTML.fence(renderer, tokens, idx, options, env)
+    language = code_language(tokens[idx].info)
+    if not language:
+        return block
+    label = html_lib.escape(language)
+    return f'<div class="code-block"><div class="code-block__lang">{label}</div>{block}</div>\n'
+
+
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
 _md.enable(["table", "strikethrough"])
 _md.add_render_rule("image", _render_image)  # bound to the renderer: it gets `self` first
+_md.add_render_rule("fence", _render_fence)
 
 
 def sanitize(html: str) -> str:

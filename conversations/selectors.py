@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from conversations.models import Conversation, Message
+from conversations.versions import attach_versions
 
 
 def conversation_list(*, user, archived: bool = False) -> QuerySet[Conversation]:
@@ -71,9 +72,17 @@ def conversation_history(
         except ValueError:
             ids = []
     page = ids[-limit:]
+    messages = messages_in_order(conversation=conversation, ids=page)
+    return messages, len(ids) > len(page)
+
+
+def messages_in_order(*, conversation: Conversation, ids: list[uuid.UUID]) -> list[Message]:
+    """The messages of `ids`, in that order, each with its `versions` (the switcher)."""
     # Citations (documents app) are shown under replies: one query for the page.
-    by_id = Message.objects.prefetch_related("citations").in_bulk(page)
-    return [by_id[i] for i in page if i in by_id], len(ids) > len(page)
+    by_id = Message.objects.prefetch_related("citations").in_bulk(ids)
+    messages = [by_id[i] for i in ids if i in by_id]
+    attach_versions(conversation=conversation, messages=messages)
+    return messages
 
 
 # --- the sidebar ---------------------------------------------------------------------

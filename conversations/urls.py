@@ -18,6 +18,8 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/pin/", views.conversation_pin, name="conversation-pin"),
     path("c/<uuid:conversation_id>/settings/", views.conversation_settings, name="conversation-settings"),
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation-delete"),
+    path("c/<uuid:conversation_id>/version/", views.conversation_version, name="conversation-version"),
+    path("c/<uuid:conversation_id>/feedback/", views.conversation_feedback, name="conversation-feedback"),
     path(
         "c/<uuid:conversation_id>/export.md",
         views.conversation_export,

@@ -30,7 +30,15 @@ from accounts.preferences import default_model_for
 from conversations import llm, services
 from conversations.events import conversation_payload
 from conversations.exports import conversation_to_dict, conversation_to_markdown
-from conversations.forms import ArchiveForm, ConversationSettingsForm, PinForm, RenameForm
+from conversations.feedback import FeedbackRefused, message_feedback_set
+from conversations.forms import (
+    ArchiveForm,
+    ConversationSettingsForm,
+    FeedbackForm,
+    PinForm,
+    RenameForm,
+    VersionForm,
+)
 from conversations.llm.base import LLMError
 from conversations.models import Conversation, Message
 from conversations.search import conversation_search
@@ -39,7 +47,9 @@ from conversations.selectors import (
     conversation_history,
     conversation_list,
     conversation_page,
+    messages_in_order,
 )
+from conversations.versions import VersionRefused, version_show
 from documents.selectors import attachment_list
 
 log = structlog.get_logger(__name__)
@@ -84,6 +94,7 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
         "settings_form": _settings_form(conversation, user=request.user),
         "rename_form": RenameForm(initial={"title": conversation.title}),
         "provider_status": llm.provider_status(),
+        "default_model_name": _default_model_name(),
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "attachments": attachment_list(conversation=conversation),
         "documents_max_bytes": settings.DOCUMENTS_MAX_BYTES,
@@ -115,7 +126,11 @@ def conversation_messages(request: HttpRequest, conversation_id: uuid.UUID) -> H
         messages, has_earlier = conversation_history(
             conversation=conversation, before=request.GET.get("before") or None
         )
-    response = render(request, "conversations/_messages.html", {"messages": messages})
+    response = render(
+        request,
+        "conversations/_messages.html",
+        {"messages": messages, "default_model_name": _default_model_name()},
+    )
     response["X-Has-Earlier"] = "1" if has_earlier else "0"
     response["X-History-Reset"] = "1" if reset else "0"
     return response
@@ -149,11 +164,52 @@ def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> H
     form = _settings_form(conversation, user=request.user, data=request.POST)
     if not form.is_valid():
         return _form_invalid(request, form, conversation)
+    # The header's model picker posts the model alone, Options the system prompt
+    # alone: a field left out of the post is left as it is.
     services.conversation_update(
         conversation=conversation,
-        model=form.cleaned_data["model"],
-        system_prompt=form.cleaned_data["system_prompt"],
+        model=form.cleaned_data["model"] if "model" in request.POST else None,
+        system_prompt=form.cleaned_data["system_prompt"] if "system_prompt" in request.POST else None,
     )
+    return _done(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_version(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Show another version of a message ("Previous version" / "Next version") and the
+    conversation that continues from it; remembered for every tab (docs/protocol.md)."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    form = VersionForm(request.POST)
+    if not form.is_valid():
+        return _form_invalid(request, form, conversation)
+    try:
+        leaf = version_show(conversation=conversation, message_id=form.cleaned_data["message_id"])
+    except VersionRefused as refused:
+        return _refused(request, conversation, refused.code, refused.message)
+    if _wants_json(request):
+        return JsonResponse({"current_leaf_id": str(leaf)})
+    return _done(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_feedback(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """ "Good response" / "Bad response" on one reply of the conversation ("" withdraws it)."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        return _form_invalid(request, form, conversation)
+    try:
+        reply = message_feedback_set(
+            conversation=conversation,
+            message_id=form.cleaned_data["message_id"],
+            rating=form.cleaned_data["rating"],
+        )
+    except FeedbackRefused as refused:
+        return _refused(request, conversation, refused.code, refused.message)
+    if _wants_json(request):
+        return JsonResponse({"message_id": str(reply.id), "feedback": reply.feedback})
     return _done(request, conversation)
 
 
@@ -178,7 +234,8 @@ def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
 def conversation_export(request: HttpRequest, conversation_id: uuid.UUID, fmt: str) -> HttpResponse:
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     if fmt == "json":
-        body = json.dumps(conversation_to_dict(conversation), ensure_ascii=False, indent=2)
+        branches = request.GET.get("branches") == "all"
+        body = json.dumps(conversation_to_dict(conversation, branches=branches), ensure_ascii=False, indent=2)
         content_type = "application/json; charset=utf-8"
     else:
         body = conversation_to_markdown(conversation)
@@ -300,6 +357,12 @@ def _settings_form(conversation: Conversation, *, user, data=None) -> Conversati
     )
 
 
+def _default_model_name() -> str:
+    """What a reply with no model of its own was written by: the provider's default."""
+    provider = llm.get_provider()
+    return provider.model if provider is not None and provider.model else ""
+
+
 def available_models() -> list[str]:
     """The provider's models for the picker; [] when no provider is configured."""
     provider = llm.get_provider()
@@ -333,8 +396,7 @@ def _history_after(conversation: Conversation, after: str) -> tuple[list[Message
         # Not on this branch any more, or too far behind to patch: start over.
         messages, has_earlier = conversation_history(conversation=conversation)
         return messages, has_earlier, True
-    by_id = Message.objects.prefetch_related("citations").in_bulk(newer)
-    return [by_id[i] for i in newer if i in by_id], True, False
+    return messages_in_order(conversation=conversation, ids=newer), True, False
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -351,6 +413,22 @@ def _done(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     ):
         target = reverse("conversation", kwargs={"conversation_id": conversation.id})
     return redirect(target)
+
+
+_REFUSED_STATUS = {"not_found": 404, "busy": 409}
+
+
+def _refused(request: HttpRequest, conversation: Conversation, code: str, message: str) -> HttpResponse:
+    """A well-formed request the rules refuse: JSON `{error: {code, message}}`, or the error page."""
+    status = _REFUSED_STATUS.get(code, 400)
+    if _wants_json(request):
+        return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    return render(
+        request,
+        "conversations/form_error.html",
+        {**sidebar_context(request, archived=False), "conversation": conversation, "refusal": message},
+        status=status,
+    )
 
 
 def _form_invalid(request: HttpRequest, form, conversation: Conversation) -> HttpResponse:

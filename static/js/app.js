@@ -1,24 +1,31 @@
 // The page's entry point: wires the modules of the chat page together.
-// Every page gets the sidebar drawer; the chat page gets the live conversation.
+// Every page gets the sidebar drawer and the search shortcut; the chat page
+// gets the live conversation.
 
 import { Attachments } from "./attachments.js";
 import { setupCodeCopy } from "./codecopy.js";
 import { Composer } from "./composer.js";
 import { applyConversation } from "./conversation.js";
 import { Editor } from "./editor.js";
+import { setupFeedback } from "./feedback.js";
 import { enhanceForms } from "./forms.js";
+import { setupHeader } from "./header.js";
 import { History } from "./history.js";
 import { setupMenus } from "./menu.js";
+import { setupMessageCopy } from "./messagecopy.js";
 import { keepPinned } from "./scroll.js";
+import { setupSearchShortcut, setupStopShortcut } from "./shortcuts.js";
 import { setupSidebar } from "./sidebar.js";
 import { setupSidebarList } from "./sidebarlist.js";
 import { ChatSocket } from "./socket.js";
-import { showConnection } from "./status.js";
+import { watchConnection } from "./status.js";
 import { Transcript } from "./transcript.js";
+import { setupVersions } from "./versions.js";
 
 setupSidebar();
 setupSidebarList();
 setupMenus();
+setupSearchShortcut();
 
 const main = document.getElementById("main");
 if (main && main.dataset.socketPath) startChat(main);
@@ -53,7 +60,7 @@ function startChat(root) {
     scroller,
     onError: showError,
   });
-  const pinned = keepPinned(scroller, list);
+  const pinned = keepPinned(scroller, list, document.getElementById("jump-latest"));
 
   const setRunning = (running) => {
     root.toggleAttribute("data-running", running);
@@ -70,9 +77,10 @@ function startChat(root) {
     empty.hidden = transcript.messages().length > 0;
   });
   transcript.addEventListener("stale", () => history.catchUp());
+  transcript.addEventListener("forked", (event) => history.refreshFrom(event.detail.parentId));
 
+  watchConnection(document.getElementById("connection"), socket);
   socket.addEventListener("state", (event) => {
-    showConnection(document.getElementById("connection"), event.detail);
     if (event.detail.reason === "session-ended") {
       document.getElementById("session-ended").hidden = false;
       composer.setEnabled(false);
@@ -90,6 +98,10 @@ function startChat(root) {
     const frame = event.detail;
     if (frame.type === "conversation.updated") {
       applyConversation(frame.conversation);
+      // Another version was chosen (here or in another tab): show that branch.
+      const leaf = frame.conversation && frame.conversation.current_leaf_id;
+      const last = transcript.lastElement();
+      if (leaf && (!last || last.dataset.messageId !== leaf)) history.reload().catch(() => history.catchUp());
     } else if (frame.type === "error") {
       if (!editor.refuse(frame)) composer.refuse(frame);
       else composer.showError(frame.message || `The server refused that (${frame.code}).`);
@@ -99,15 +111,27 @@ function startChat(root) {
   });
 
   list.addEventListener("click", (event) => {
-    const button = event.target.closest("[data-action=regenerate], [data-action=retry]");
+    const button = event.target.closest("[data-action=regenerate], [data-action=retry], [data-action=continue]");
     if (!button || transcript.running) return;
     const message = button.closest(".message");
-    if (!socket.send({ type: "message.regenerate", message_id: message.dataset.messageId })) {
+    const type = button.dataset.action === "continue" ? "message.continue" : "message.regenerate";
+    if (!socket.send({ type, message_id: message.dataset.messageId })) {
       showError("Not connected: try again when the connection is back.");
     }
   });
 
   setupCodeCopy(list);
+  setupMessageCopy(list);
+  setupVersions(list, {
+    url: root.dataset.versionUrl,
+    history,
+    isRunning: () => transcript.running,
+    onError: showError,
+  });
+  setupFeedback(list, { url: root.dataset.feedbackUrl, onError: showError });
+  setupStopShortcut({ stop: () => composer.stop() });
+  setupHeader();
   enhanceForms(root, { onSaved: applyConversation });
   socket.start();
+  composer.focus();
 }

@@ -1,5 +1,7 @@
 // `conversation.updated`: the title, model and system prompt wherever the page shows them.
 
+import { showSystemPrompt } from "./header.js";
+
 export function applyConversation(conversation) {
   if (!conversation) return;
   const main = document.getElementById("main");
@@ -36,4 +38,5 @@ export function applyConversation(conversation) {
   if (prompt && document.activeElement !== prompt && typeof conversation.system_prompt === "string") {
     prompt.value = conversation.system_prompt;
   }
+  showSystemPrompt(conversation.system_prompt);
 }

@@ -33,6 +33,33 @@ export class History {
     }
   }
 
+  /** Show the latest page of the shown branch again (another version was chosen). */
+  async reload() {
+    const { html, headers } = await getFragment(this.url);
+    this.transcript.replace(parseFragment(html));
+    if (this.button) this.button.hidden = headers.get("X-Has-Earlier") !== "1";
+    this.transcript.syncAll();
+  }
+
+  /** Fetch the branch after message `id` again (it has a new version), then sync. */
+  async refreshFrom(id) {
+    try {
+      if (!id) {
+        await this.reload();
+        return;
+      }
+      const { html, headers } = await getFragment(this.#url({ after: id }));
+      const fragment = parseFragment(html);
+      if (headers.get("X-History-Reset") === "1" || !this.transcript.replaceAfter(id, fragment)) {
+        this.transcript.replace(fragment);
+        if (this.button) this.button.hidden = headers.get("X-Has-Earlier") !== "1";
+      }
+    } catch {
+      // The events that follow still show the new version; only its switcher waits for a reload.
+    }
+    this.transcript.syncAll();
+  }
+
   /** Fetch what came after the last shown message, then sync replies being written. */
   catchUp() {
     if (this.catching) {

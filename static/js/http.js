@@ -42,3 +42,22 @@ export function parseFragment(html) {
   template.innerHTML = html;
   return template.content;
 }
+
+/** POST fields (an object) as a form to `url`; resolves to {ok, status, data} with the JSON body. */
+export async function postFields(url, fields) {
+  const body = new FormData();
+  for (const [name, value] of Object.entries(fields)) body.append(name, value);
+  const response = await fetch(url, {
+    method: "POST",
+    body,
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+  });
+  let data = {};
+  try {
+    data = await response.json();
+  } catch {
+    data = {};
+  }
+  return { ok: response.ok, status: response.status, data };
+}

@@ -4,7 +4,8 @@
 
 import { enhanceCode } from "./codecopy.js";
 import { renderSources } from "./sources.js";
-import { length } from "./text.js";
+import { dropStart, length } from "./text.js";
+import { setTime } from "./times.js";
 
 export const LIVE_STATUSES = new Set(["pending", "streaming"]);
 
@@ -19,6 +20,9 @@ export function createMessage(message) {
   element.dataset.messageId = message.id;
   element.dataset.parentId = message.parent_id || "";
   element.dataset.status = message.status;
+  setTime(element.querySelector("time"), message.created_at);
+  const model = element.querySelector(".message__model");
+  if (model && message.model) model.textContent = message.model;
   const body = element.querySelector(".message__body");
   if (message.role === "user") {
     body.textContent = message.content;
@@ -33,8 +37,13 @@ export function createMessage(message) {
 }
 
 /** The finished reply: the server's sanitised HTML, status and usage. */
-export function finishMessage(element, { status, html, usage, error, sources }) {
+export function finishMessage(element, { status, html, usage, error, sources, finishReason, model }) {
   element.dataset.status = status;
+  element.dataset.finishReason = finishReason || "";
+  const modelName = element.querySelector(".message__model");
+  if (modelName && model) modelName.textContent = model;
+  const lengthNotice = element.querySelector("[data-notice=length]");
+  if (lengthNotice) lengthNotice.hidden = !(status === "complete" && finishReason === "length");
   delete element.dataset.offset;
   const body = element.querySelector(".message__body");
   body.removeAttribute("aria-busy");
@@ -66,4 +75,27 @@ export function formatUsage(usage) {
 
 function ms(value) {
   return value < 1000 ? `${value} ms` : `${(value / 1000).toFixed(1)} s`;
+}
+
+/** A finished reply that is being continued: live again, its finished blocks as the
+ * server rendered them (`html` up to `end`), the rest as text that deltas extend. */
+export function reopenMessage(element, { content, html, end }) {
+  element.dataset.status = "streaming";
+  element.dataset.finishReason = "";
+  const lengthNotice = element.querySelector("[data-notice=length]");
+  if (lengthNotice) lengthNotice.hidden = true;
+  const errorLine = element.querySelector(".message__error");
+  if (errorLine) errorLine.hidden = true;
+  const body = element.querySelector(".message__body");
+  body.setAttribute("aria-busy", "true");
+  body.dataset.renderedEnd = String(end);
+  const blocks = document.createElement("div");
+  blocks.className = "message__blocks";
+  blocks.innerHTML = html || ""; // sanitised by the server's one renderer
+  const tail = document.createElement("span");
+  tail.className = "message__tail";
+  tail.textContent = dropStart(content, end);
+  body.replaceChildren(blocks, tail);
+  enhanceCode(body);
+  element.dataset.offset = String(length(content));
 }

@@ -1,27 +1,40 @@
-// Keep the newest message in view while it grows, unless the reader scrolled up.
+// Keep the newest message in view while it grows, unless the reader scrolled up;
+// then "Jump to latest" appears while new text arrives below.
 
 const NEAR_BOTTOM_PX = 80;
 
-export function keepPinned(scroller, content) {
+export function keepPinned(scroller, content, jumpButton = null) {
   let pinned = true;
   const toBottom = () => {
     scroller.scrollTop = scroller.scrollHeight;
+  };
+  const showJump = (show) => {
+    if (jumpButton && jumpButton.hidden === show) jumpButton.hidden = !show;
   };
   scroller.addEventListener(
     "scroll",
     () => {
       pinned = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+      if (pinned) showJump(false);
     },
     { passive: true },
   );
   new MutationObserver(() => {
     if (pinned) toBottom();
+    else if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight >= NEAR_BOTTOM_PX) showJump(true);
   }).observe(content, { childList: true, subtree: true, characterData: true });
+  jumpButton?.addEventListener("click", () => {
+    pinned = true;
+    toBottom();
+    showJump(false);
+    document.getElementById("composer-input")?.focus();
+  });
   toBottom();
   return {
     pin() {
       pinned = true;
       toBottom();
+      showJump(false);
     },
   };
 }

@@ -1,4 +1,7 @@
 // The sidebar drawer on narrow screens: a toggle button, a backdrop, Escape to close.
+// While open it takes the focus and keeps it: Tab and Shift+Tab cycle inside it.
+
+const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select, textarea, [tabindex]:not([tabindex='-1'])";
 
 export function setupSidebar() {
   const layout = document.getElementById("layout");
@@ -22,9 +25,27 @@ export function setupSidebar() {
     toggle.focus();
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && layout.hasAttribute("data-sidebar-open")) {
+    if (!layout.hasAttribute("data-sidebar-open")) return;
+    if (event.key === "Escape") {
       set(false);
       toggle.focus();
+    } else if (event.key === "Tab") {
+      trapTab(event, sidebar);
     }
   });
+}
+
+function trapTab(event, container) {
+  const items = [...container.querySelectorAll(FOCUSABLE)].filter((item) => item.getClientRects().length > 0);
+  if (!items.length) return;
+  const first = items[0];
+  const last = items[items.length - 1];
+  const inside = container.contains(document.activeElement);
+  if (event.shiftKey && (document.activeElement === first || !inside)) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && (document.activeElement === last || !inside)) {
+    event.preventDefault();
+    first.focus();
+  }
 }

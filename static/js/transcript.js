@@ -8,11 +8,14 @@
 // Events: "running" {running} when a reply starts or ends anywhere;
 // "created" {message} for every `message.created`, duplicates included (the
 // composer and the editor use it as the acknowledgement of a send);
-// "stale" when an event refers to history this page has not got.
+// "stale" when an event refers to history this page has not got;
+// "forked" {parentId} when an edit or a regeneration made a new version (the
+// page then fetches that part of the branch, rendered with its version switcher).
 
 import { enhanceCode } from "./codecopy.js";
-import { createMessage, finishMessage, isLive } from "./render.js";
+import { createMessage, finishMessage, isLive, reopenMessage } from "./render.js";
 import { dropStart, length } from "./text.js";
+import { localizeTimes } from "./times.js";
 
 // Ask again for a gap only after this long: a sync answer takes a round trip.
 const SYNC_RETRY_MS = 1000;
@@ -50,6 +53,7 @@ export class Transcript extends EventTarget {
     for (const element of elements) {
       if (element.dataset.role === "assistant" && isLive(element)) this.#track(element);
       enhanceCode(element);
+      localizeTimes(element);
     }
     this.#changed();
   }
@@ -70,6 +74,17 @@ export class Transcript extends EventTarget {
     this.live.clear();
     this.list.replaceChildren(...fragment.querySelectorAll(".message[data-message-id]"));
     this.adopt(this.messages());
+  }
+
+  /** Show these server-rendered messages in place of everything after message `id`. */
+  replaceAfter(id, fragment) {
+    const anchor = this.element(id);
+    if (!anchor) return false;
+    while (anchor.nextElementSibling) this.#remove(anchor.nextElementSibling);
+    const fresh = [...fragment.querySelectorAll(".message[data-message-id]")];
+    this.list.append(...fresh);
+    this.adopt(fresh);
+    return true;
   }
 
   /** Ask the server for everything after what we hold of each reply being written. */
@@ -97,6 +112,9 @@ export class Transcript extends EventTarget {
       case "message.failed":
         this.#finished(frame, frame.error || { message: "The reply failed." });
         break;
+      case "message.continued":
+        this.#continued(frame);
+        break;
       default:
         return;
     }
@@ -114,8 +132,10 @@ export class Transcript extends EventTarget {
         const parent = this.element(parentId);
         if (parent) {
           while (parent.nextElementSibling) this.#remove(parent.nextElementSibling);
+          this.dispatchEvent(new CustomEvent("forked", { detail: { parentId } }));
         } else if (!parentId) {
           for (const element of this.messages()) this.#remove(element);
+          this.dispatchEvent(new CustomEvent("forked", { detail: { parentId } }));
         } else {
           // The parent is not on the page: fetch the branch instead of guessing.
           this.dispatchEvent(new CustomEvent("stale"));
@@ -175,7 +195,16 @@ export class Transcript extends EventTarget {
       usage: frame.usage,
       error,
       sources: frame.sources,
+      finishReason: frame.finish_reason,
+      model: frame.model,
     });
+  }
+
+  #continued({ message, html, end }) {
+    const element = message && this.element(message.id);
+    if (!element || this.live.has(message.id) || typeof message.content !== "string") return;
+    reopenMessage(element, { content: message.content, html, end: Number(end) || 0 });
+    this.#track(element);
   }
 
   #track(element) {
