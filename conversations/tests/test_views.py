@@ -548,3 +548,33 @@ def test_streaming_region_is_a_polite_live_region(client, alice):
     tags = Tags(page(client, rows.conversation(alice)).content.decode())
     messages = next(a for a in tags.named("div") if a.get("id") == "messages")
     assert messages["aria-live"] == "polite"
+
+
+def test_a_code_block_carries_its_language_label_escaped():
+    from conversations.rendering import render_markdown
+
+    html = render_markdown("```python\nprint(1)\n```\n")
+    assert '<div class="code-block__lang">python</div>' in html
+    hostile = render_markdown('```"><img src=x onerror=alert(1)>\nx\n```\n')
+    assert "code-block__lang" not in hostile and "<img" not in hostile
+
+
+def test_the_header_picker_saves_the_model_without_touching_the_system_prompt(client, alice, monkeypatch):
+    monkeypatch.setattr(views, "available_models", lambda: ["m-1", "m-2"])
+    conversation = rows.conversation(alice, system_prompt="Be brief.")
+    client.post(reverse("conversation-settings", args=[conversation.id]), {"model": "m-2"})
+    conversation.refresh_from_db()
+    assert (conversation.model, conversation.system_prompt) == ("m-2", "Be brief.")
+    client.post(reverse("conversation-settings", args=[conversation.id]), {"system_prompt": ""})
+    conversation.refresh_from_db()
+    assert (conversation.model, conversation.system_prompt) == ("m-2", "")
+
+
+def test_the_chat_page_shows_the_model_picker_and_the_system_prompt_chip(client, alice, monkeypatch):
+    monkeypatch.setattr(views, "available_models", lambda: ["m-1"])
+    conversation = rows.conversation(alice, system_prompt="Be brief.")
+    html = client.get(reverse("conversation", args=[conversation.id])).content.decode()
+    header = html.split('<header class="chat__header">')[1].split("</header>")[0].split("<details")[0]
+    assert 'id="id_model"' in header
+    assert 'id="system-prompt-indicator"' in header and 'title="Be brief."' in header
+    assert "maxlength" not in html.split('id="composer-input"')[1].split(">")[0]
