@@ -36,4 +36,14 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --save "" --appendonly no >/dev/null
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
-echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok), nginx $([ -x /usr/sbin/nginx ] && echo ok), oidc-provider $(node -p "require('$oidc_dir/node_modules/oidc-provider/package.json').version")"
+# axe-core, for the accessibility checks of the browser tests: the tests inject it
+# into the page themselves; the app never serves it. Installed once into a cache.
+AXE_CORE_DIR=${AXE_CORE_DIR:-/var/cache/chatplatform/axe-core}
+AXE_CORE_VERSION=4.10.2
+if [ ! -f "$AXE_CORE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  command -v npm >/dev/null || apt_install npm
+  mkdir -p "$AXE_CORE_DIR"
+  npm install --prefix "$AXE_CORE_DIR" --no-save --no-audit --no-fund --loglevel=error "axe-core@$AXE_CORE_VERSION" >/dev/null
+fi
+
+echo "services: postgresql $(pg_isready -h 127.0.0.1 -p 5432 | cut -d- -f2-), redis $(redis-cli ping), chromium $([ -x /usr/bin/chromium ] && echo ok), nginx $([ -x /usr/sbin/nginx ] && echo ok), oidc-provider $(node -p "require('$oidc_dir/node_modules/oidc-provider/package.json').version"), axe-core $([ -f "$AXE_CORE_DIR/node_modules/axe-core/axe.min.js" ] && echo ok)"

@@ -19,6 +19,15 @@ export function keepPinned(scroller, content, jumpButton = null) {
     },
     { passive: true },
   );
+  // A wheel turned upwards unpins at once, before the scroll event: text
+  // arriving in between must not pull the reader back down.
+  scroller.addEventListener(
+    "wheel",
+    (event) => {
+      if (event.deltaY < 0) pinned = false;
+    },
+    { passive: true },
+  );
   new MutationObserver(() => {
     if (pinned) toBottom();
     else if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight >= NEAR_BOTTOM_PX) showJump(true);

@@ -1,7 +1,12 @@
 // The sidebar drawer on narrow screens: a toggle button, a backdrop, Escape to close.
 // While open it takes the focus and keeps it: Tab and Shift+Tab cycle inside it.
 
-const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select, textarea, [tabindex]:not([tabindex='-1'])";
+const FOCUSABLE =
+  "a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select, textarea, [tabindex]:not([tabindex='-1'])";
+
+function focusables(container) {
+  return [...container.querySelectorAll(FOCUSABLE)].filter((item) => item.getClientRects().length > 0);
+}
 
 export function setupSidebar() {
   const layout = document.getElementById("layout");
@@ -16,7 +21,8 @@ export function setupSidebar() {
     toggle.setAttribute("aria-expanded", String(open));
     if (label) label.textContent = open ? "Hide conversations" : "Show conversations";
     if (backdrop) backdrop.hidden = !open;
-    if (open) sidebar.querySelector("input, button, a")?.focus();
+    // After the frame that shows it: an element still hidden cannot take the focus.
+    if (open) requestAnimationFrame(() => focusables(sidebar)[0]?.focus());
   };
 
   toggle.addEventListener("click", () => set(!layout.hasAttribute("data-sidebar-open")));
@@ -36,7 +42,7 @@ export function setupSidebar() {
 }
 
 function trapTab(event, container) {
-  const items = [...container.querySelectorAll(FOCUSABLE)].filter((item) => item.getClientRects().length > 0);
+  const items = focusables(container);
   if (!items.length) return;
   const first = items[0];
   const last = items[items.length - 1];

@@ -216,15 +216,22 @@ def test_rename_and_delete_a_conversation(page, live):
 
 def test_model_and_system_prompt_are_saved_without_leaving_the_page(page, live):
     new_chat(page, live.url)
-    open_options(page)
+    # The model picker is in the header and saves as soon as a model is chosen.
     page.get_by_label("Model").select_option("fake-model")
+    expect(page.locator("#model-form .form__status")).to_have_text("Saved")
+    expect(page.locator("#system-prompt-indicator")).to_be_hidden()
+    open_options(page)
     page.get_by_label("System prompt").fill("Answer like a pirate.")
-    page.get_by_role("button", name="Save settings").click()
+    page.get_by_role("button", name="Save system prompt").click()
     expect(page.locator("#settings-form .form__status")).to_have_text("Saved")
+    expect(page.get_by_role("button", name="System prompt", exact=True)).to_be_visible()
     wait_connected(page)  # the same page and socket: nothing reloaded
     page.reload()
-    open_options(page)
     expect(page.get_by_label("Model")).to_have_value("fake-model")
+    expect(page.get_by_role("button", name="System prompt", exact=True)).to_have_attribute(
+        "title", "Answer like a pirate."
+    )
+    open_options(page)
     expect(page.get_by_label("System prompt")).to_have_value("Answer like a pirate.")
 
 
