@@ -139,6 +139,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         "generation.stop": "generation_stop",
         "message.regenerate": "message_regenerate",
         "message.edit": "message_edit",
+        "message.continue": "message_continue",
         "sync": "sync",
     }
 
@@ -156,6 +157,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def message_regenerate(self, frame: dict[str, Any]) -> None:
         await self._begin(services.message_regenerate, message_id=_uuid(frame, "message_id"))
+
+    async def message_continue(self, frame: dict[str, Any]) -> None:
+        await self._begin(services.message_continue, message_id=_uuid(frame, "message_id"))
 
     async def generation_stop(self, frame: dict[str, Any]) -> None:
         message_id = await database_sync_to_async(services.generation_stop_target)(

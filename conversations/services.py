@@ -17,6 +17,7 @@ from accounts import policy
 from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
+from conversations.rendering import render_markdown, stable_prefix_length
 
 TITLE_MAX_CHARS = 200
 
@@ -220,6 +221,42 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
     conversation.touch()
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
+
+
+@transaction.atomic
+def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
+    """Carry on a reply that stopped at the length limit: the same row streams again,
+    from the text it has (the runtime sends the model that text to continue)."""
+    conversation = _locked_conversation(conversation_id, user)
+    reply = (
+        Message.objects.select_for_update()
+        .filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT)
+        .first()
+    )
+    if reply is None:
+        raise SendRefused("not_found", "No such reply in this conversation.")
+    if reply.status != Message.Status.COMPLETE or reply.finish_reason != "length":
+        raise SendRefused("not_continuable", "Only a reply that stopped at the length limit can be continued.")
+    check_can_generate(user_id=user.pk, conversation=conversation)
+    now = timezone.now()
+    reply.status = Message.Status.STREAMING
+    reply.finish_reason = ""
+    reply.worker = worker
+    reply.heartbeat_at = now
+    reply.updated_at = now
+    reply.save(update_fields=["status", "finish_reason", "worker", "heartbeat_at", "updated_at"])
+    conversation.touch()
+    # Every tab turns the finished reply back into a live one, its finished blocks
+    # rendered as the runtime's relay counts them, so the deltas and blocks that follow fit.
+    end = stable_prefix_length(reply.content)
+    publish_on_commit(
+        conversation.id,
+        "message.continued",
+        message=reply.to_wire(),
+        html=render_markdown(reply.content[:end]),
+        end=end,
+    )
+    return ReplyStart(user_message=None, reply=reply, created=True)
 
 
 def _ask(
