@@ -119,6 +119,42 @@ def test_an_edited_message_switches_back_to_its_original_version(page, live):
     expect(last_reply(page).locator(".message__body")).to_have_text("original words")
 
 
+# --- continue ---------------------------------------------------------------------------
+
+
+def test_a_length_stopped_reply_shows_continue_and_continues_in_place(page, browser, account, live, problems):
+    url = new_chat(page, live.url)
+    send(page, "[[tokens:600]]tell me a very long story")  # over LLM_MAX_OUTPUT_TOKENS (512)
+    reply = wait_reply_done(page)
+    reply_id = reply.get_attribute("data-message-id")
+    notice = reply.locator("[data-notice=length]")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("stopped at the length limit")
+    before = reply.locator(".message__body").inner_text().split()
+
+    for scheme in ("light", "dark"):
+        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            shot = browser.new_context(viewport=viewport, storage_state=str(account), color_scheme=scheme)
+            view = problems.watch(shot.new_page())
+            view.goto(url)
+            expect(last_reply(view).get_by_role("button", name="Continue")).to_be_visible()
+            screenshot(view, f"inside-chat-continue-{name}-{scheme}")
+            shot.close()
+
+    reply.get_by_role("button", name="Continue").click()
+    expect(reply).to_have_attribute("data-status", "streaming")
+    expect(notice).to_be_hidden()
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(replies(page)).to_have_count(1)
+    expect(last_reply(page)).to_have_attribute("data-message-id", reply_id)  # the same reply, longer
+    after = reply.locator(".message__body").inner_text().split()
+    assert after[:100] == before[:100]
+    assert len(after) > len(before) + 400
+    expect(notice).to_be_visible()  # 600 tokens asked, 512 more given: it stopped on length again
+    page.reload()
+    assert len(last_reply(page).locator(".message__body").inner_text().split()) == len(after)
+
+
 # --- the composer -------------------------------------------------------------------------
 
 
