@@ -236,7 +236,9 @@ def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID,
     if reply is None:
         raise SendRefused("not_found", "No such reply in this conversation.")
     if reply.status != Message.Status.COMPLETE or reply.finish_reason != "length":
-        raise SendRefused("not_continuable", "Only a reply that stopped at the length limit can be continued.")
+        raise SendRefused(
+            "not_continuable", "Only a reply that stopped at the length limit can be continued."
+        )
     check_can_generate(user_id=user.pk, conversation=conversation)
     now = timezone.now()
     reply.status = Message.Status.STREAMING

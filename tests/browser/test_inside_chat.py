@@ -337,7 +337,7 @@ def test_offline_shows_offline_and_queued_messages_go_out_once_in_order(page, co
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_axe_finds_no_violations_on_the_chat_and_settings_pages(
+def test_axe_finds_no_violations_on_the_chat_settings_and_error_pages(
     browser, account, live, problems, viewport, scheme
 ):
     context = browser.new_context(viewport=viewport, storage_state=str(account), color_scheme=scheme)
@@ -357,6 +357,9 @@ def test_axe_finds_no_violations_on_the_chat_and_settings_pages(
         found["chat, drawer open"] = violations(page)
     page.goto(f"{live.url}/settings/")
     found["settings"] = violations(page)
+    problems.allow(r"status of 404")
+    page.goto(f"{live.url}/c/{uuid.uuid4()}/")
+    found["not found"] = violations(page)
     context.close()
     report = [f"{name}: {line}" for name, lines in found.items() for line in lines]
     assert report == [], "\n".join(report)
