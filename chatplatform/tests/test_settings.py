@@ -39,11 +39,11 @@ _OURS = ("APP_", "LLM_", "CHAT_", "POSTGRES_", "LOG_", "SECURE_", "DATABASE_URL"
          "ALLOWED_HOSTS", "CSRF_", "SESSION_", "ALLOW_SIGNUP", "DB_")  # fmt: skip
 
 
-def resolve(**overrides: str) -> subprocess.CompletedProcess:
+def resolve(*, PROBE_CODE: str = PROBE, **overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
     env.update(DJANGO_SETTINGS_MODULE="chatplatform.settings", CHATPLATFORM_IGNORE_DOTENV="1", **overrides)
     return subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE_CODE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
 
 

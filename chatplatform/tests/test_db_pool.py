@@ -1,0 +1,75 @@
+"""PostgreSQL connections come from a pool: reused across requests and hops, never opened per hop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import close_old_connections, connection
+
+from chatplatform.tests.test_settings import resolve
+
+POOL_PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+db = settings.DATABASES["default"]
+print(json.dumps({"pool": db.get("OPTIONS", {}).get("pool"), "CONN_MAX_AGE": db["CONN_MAX_AGE"]}))
+"""
+
+PG = "postgres://u:p@db.internal:5432/chat"
+
+
+def pool_settings(**overrides: str) -> dict:
+    proc = resolve(**overrides, PROBE_CODE=POOL_PROBE)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_postgres_gets_a_pool_by_default_with_its_sizes_from_settings():
+    assert pool_settings(DATABASE_URL=PG) == {
+        "pool": {"min_size": 2, "max_size": 10, "timeout": 10.0},
+        "CONN_MAX_AGE": 0,
+    }
+    sized = pool_settings(DATABASE_URL=PG, DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="4", DB_POOL_TIMEOUT="2.5")
+    assert sized["pool"] == {"min_size": 1, "max_size": 4, "timeout": 2.5}
+    assert pool_settings(DATABASE_URL=PG, DB_POOL="", DB_POOL_MAX_SIZE="")["pool"]["max_size"] == 10
+
+
+def test_persistent_connections_instead_of_the_pool_need_the_pool_off():
+    refused = resolve(DATABASE_URL=PG, DB_CONN_MAX_AGE="60", PROBE_CODE=POOL_PROBE)
+    assert refused.returncode != 0
+    assert "DB_POOL=true needs DB_CONN_MAX_AGE=0" in refused.stderr
+
+    assert pool_settings(DATABASE_URL=PG, DB_POOL="false", DB_CONN_MAX_AGE="60") == {
+        "pool": None,
+        "CONN_MAX_AGE": 60,
+    }
+
+
+def test_sqlite_has_no_pool():
+    assert pool_settings()["pool"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_connection_goes_back_to_the_pool_and_the_next_hop_reuses_it():
+    if connection.vendor != "postgresql":
+        pytest.skip("the pool is PostgreSQL's (run with DATABASE_URL, as CI does)")
+    assert connection.pool is not None
+
+    def backend_pid() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    seen = [backend_pid()]
+    for _ in range(5):
+        # What Django does at the end of every request and database_sync_to_async hop.
+        close_old_connections()
+        connection.close()
+        seen.append(backend_pid())
+
+    # Without the pool each of the six hops would have its own server process.
+    # Without the pool each of the six hops would have its own server process; with it,
+    # the hops take turns on the pool's few open connections.
+    assert len(set(seen)) <= connection.pool.get_stats()["pool_size"] < len(seen)
