@@ -249,28 +249,42 @@ def provider_env(provider: Child) -> dict[str, str]:
     }
 
 
+#: The ASGI servers the benchmark can run the app under (docs/perf.md compares them).
+SERVERS = ("daphne", "uvicorn", "granian")
+
+
+def server_command(kind: str, port: int, app: str) -> list[str]:
+    """The command line of one `kind` server process on loopback, WebSocket pings as in production."""
+    if kind == "daphne":
+        return [
+            *(sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)),
+            *("--ping-interval", "20", "--ping-timeout", "30", app),
+        ]
+    if kind == "uvicorn":
+        return [
+            *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
+            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets"),
+            *("--ws-ping-interval", "20", "--ws-ping-timeout", "30", "--lifespan", "off", "--no-access-log"),
+        ]
+    if kind == "granian":
+        return [
+            *(sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"),
+            *("--port", str(port), "--workers", "1", "--loop", "uvloop", "--no-log", app),
+        ]
+    raise ValueError(f"unknown server {kind!r}; one of {', '.join(SERVERS)}")
+
+
 @contextlib.contextmanager
-def daphne(env: dict[str, str], log_dir: Path, *, name: str = "daphne") -> Iterator[Child]:
-    """One daphne process serving chatplatform.asgi (the production command line's ping flags)."""
+def app_server(
+    env: dict[str, str], log_dir: Path, *, name: str = "app", server: str = "daphne"
+) -> Iterator[Child]:
+    """One server process (daphne, uvicorn or granian) serving chatplatform.asgi."""
     port = free_port()
-    log_path = log_dir / f"{name}-{port}.log"
+    log_path = log_dir / f"{name}-{server}-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "LLM_", "DB_"))}
     full_env.update(env)
-    command = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "--ping-interval",
-        "20",
-        "--ping-timeout",
-        "30",
-        # An experiment may wrap the application (python -m bench.run --env BENCH_ASGI_APP=module:app).
-        full_env.get("BENCH_ASGI_APP", "chatplatform.asgi:application"),
-    ]
+    # An experiment may wrap the application (python -m bench.run --env BENCH_ASGI_APP=module:app).
+    command = server_command(server, port, full_env.get("BENCH_ASGI_APP", "chatplatform.asgi:application"))
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         child = Child(name, process, port, log_path)
@@ -279,6 +293,75 @@ def daphne(env: dict[str, str], log_dir: Path, *, name: str = "daphne") -> Itera
             yield child
         finally:
             child.stop()
+
+
+@contextlib.contextmanager
+def daphne(env: dict[str, str], log_dir: Path, *, name: str = "daphne") -> Iterator[Child]:
+    """One daphne process serving chatplatform.asgi (the production command line's ping flags)."""
+    with app_server(env, log_dir, name=name, server="daphne") as child:
+        yield child
+
+
+@dataclass
+class Cluster:
+    """K server processes behind Debian's nginx (deploy/nginx/chat.conf): clients see one address."""
+
+    servers: list[Child]
+    proxy: Any  # tests.nginx.Nginx, or None for a single process reached directly
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url if self.proxy is not None else self.servers[0].url
+
+    @property
+    def ws_url(self) -> str:
+        return self.proxy.ws_url if self.proxy is not None else self.servers[0].ws_url
+
+    @property
+    def pid(self) -> int:
+        return self.servers[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The server processes, and their children (granian serves from a worker process)."""
+        pids = []
+        for child in self.servers:
+            pids.append(child.pid)
+            with contextlib.suppress(psutil.Error):
+                pids += [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
+        return pids
+
+    @property
+    def worker_pid(self) -> int:
+        """The first process running the application (granian's worker, else the server itself)."""
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(self.servers[0].pid).children()
+            if children:
+                return children[0].pid
+        return self.servers[0].pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(child.log_tail(lines) for child in self.servers)
+
+
+@contextlib.contextmanager
+def cluster(
+    env: dict[str, str], log_dir: Path, *, procs: int = 1, server: str = "daphne", name: str = "app"
+) -> Iterator[Cluster]:
+    """`procs` server processes; with more than one, nginx in front of them (the benchmark's --procs)."""
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(app_server(env, log_dir, name=f"{name}{i}", server=server))
+            for i in range(procs)
+        ]
+        proxy = None
+        if procs > 1:
+            from tests.nginx import nginx
+
+            proxy = stack.enter_context(
+                nginx(upstreams=[f"127.0.0.1:{c.port}" for c in servers], prefix=log_dir / f"nginx-{name}")
+            )
+        yield Cluster(servers, proxy)
 
 
 # --- accounts --------------------------------------------------------------------
@@ -597,10 +680,11 @@ async def direct_once(
 
 
 class Sampler:
-    """RSS and CPU of a process, sampled on the event loop every `interval` s while running."""
+    """RSS and CPU of a process (or the sum over several), sampled on the event loop every `interval` s."""
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        self.process = psutil.Process(pid)
+    def __init__(self, pid: int | Sequence[int], interval: float = 0.1) -> None:
+        self.processes = [psutil.Process(p) for p in ([pid] if isinstance(pid, int) else pid)]
+        self.process = self.processes[0]
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
         self._task: asyncio.Task | None = None
@@ -609,11 +693,10 @@ class Sampler:
         self.peak_rss = 0
 
     def rss(self) -> int:
-        return self.process.memory_info().rss
+        return sum(p.memory_info().rss for p in self.processes)
 
     def cpu(self) -> float:
-        times = self.process.cpu_times()
-        return times.user + times.system
+        return sum(t.user + t.system for t in (p.cpu_times() for p in self.processes))
 
     async def _run(self) -> None:
         while True:

@@ -55,6 +55,8 @@ TARGETS = {
     "n100_added_ttft_p50_ms": 15.0,
     "n100_added_ttft_p99_ms": 60.0,
     "n100_duration_ratio_p50": 1.03,
+    "burst100_added_ttft_p99_ms": 250.0,
+    "cpu_ms_per_reply": 20.0,
     "n300_added_ttft_p99_ms": 250.0,
     "idle_kb_per_socket": 100.0,
     "local_tokens_per_second_ratio": 0.95,
@@ -263,7 +265,7 @@ def prompt_for(tag: str, side: str, n: int, client: int, turn: int, burst: bool)
 
 async def app_pass(
     bench: Bench,
-    server: bc.Child,
+    server: bc.Cluster,
     provider: bc.Child,
     accounts: list[bc.Account],
     n: int,
@@ -282,7 +284,7 @@ async def app_pass(
     pg = bc.PgCounters(bench.database_url)
     pg_before = await asyncio.to_thread(pg.read)
     redis_start = await asyncio.to_thread(totals["redis"].mark, f"{n}-start")
-    sampler = bc.Sampler(server.pid).start()
+    sampler = bc.Sampler(server.pids).start()
     client_cpu = time.process_time()
     start = time.monotonic() + 0.2
 
@@ -355,7 +357,7 @@ def new_totals(redis: bc.RedisCounter) -> dict[str, Any]:
 
 async def sweep_point(
     bench: Bench,
-    server: bc.Child,
+    server: bc.Cluster,
     provider: bc.Child,
     accounts: list[bc.Account],
     n: int,
@@ -369,7 +371,7 @@ async def sweep_point(
     direct = await direct_pass(bench, provider, n, k, burst)
     profiling = n in bench.args.profile_at and not burst
     if profiling:
-        await asyncio.to_thread(profiler.start, server.pid, f"n{n}")
+        await asyncio.to_thread(profiler.start, server.worker_pid, f"n{n}")
     app = await app_pass(bench, server, provider, accounts, n, k, burst, totals)
     profile = await asyncio.to_thread(profiler.stop) if profiling else None
     # Steady state: the first reply of each client ramps the load up; the later ones run among N.
@@ -488,18 +490,29 @@ def point_result(n, k, mode, direct, app, every_app, totals, profile) -> dict[st
     }
 
 
-async def run_sweep(bench: Bench, env_extra: dict[str, str]) -> tuple[list[dict], list[dict]]:
+async def run_sweep(
+    bench: Bench,
+    env_extra: dict[str, str],
+    *,
+    procs: int,
+    sweep: list[int],
+    burst: list[int],
+    label: str = "",
+) -> tuple[list[dict], list[dict]]:
     args = bench.args
-    largest = max([*args.sweep, *args.burst, 2])
+    largest = max([*sweep, *burst, 2])
     accounts = await bench.in_orm(bc.create_accounts, f"bench-{bench.tag}", largest)
     results, bursts = [], []
     with (
         bc.scripted_provider(
             bench.log_dir, ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second, tokens=args.tokens
         ) as provider,
-        bc.daphne(
+        bc.cluster(
             bc.app_env(bench.database_url, bench.redis_url, **{**bc.provider_env(provider), **env_extra}),
             bench.log_dir,
+            procs=procs,
+            server=args.server,
+            name=f"app{label}",
         ) as server,
     ):
         redis = bc.RedisCounter(bench.redis_url, bench.log_dir).start()
@@ -507,16 +520,18 @@ async def run_sweep(bench: Bench, env_extra: dict[str, str]) -> tuple[list[dict]
         try:
             # Warm up the server (imports, the provider's HTTP pool), not counted.
             await app_round_warmup(bench, server, accounts)
-            for n in args.sweep:
+            for n in sweep:
                 started = time.monotonic()
                 result = await sweep_point(bench, server, provider, accounts, n, redis, profiler)
                 result["seconds"] = round(time.monotonic() - started, 1)
+                result["procs"] = procs
                 results.append(result)
                 print_point(result)
-            for n in args.burst:
+            for n in burst:
                 started = time.monotonic()
                 result = await sweep_point(bench, server, provider, accounts, n, redis, profiler, burst=True)
                 result["seconds"] = round(time.monotonic() - started, 1)
+                result["procs"] = procs
                 bursts.append(result)
                 print_point(result)
         finally:
@@ -524,7 +539,7 @@ async def run_sweep(bench: Bench, env_extra: dict[str, str]) -> tuple[list[dict]
     return results, bursts
 
 
-async def app_round_warmup(bench: Bench, server: bc.Child, accounts: list[bc.Account]) -> None:
+async def app_round_warmup(bench: Bench, server: bc.Cluster, accounts: list[bc.Account]) -> None:
     conversations = await bench.in_orm(bc.create_conversations, accounts[:2])
     sockets = await bc.open_sockets(
         server.ws_url, server.url, [(c, a.cookie) for c, a in zip(conversations, accounts, strict=False)]
@@ -538,6 +553,16 @@ async def app_round_warmup(bench: Bench, server: bc.Child, accounts: list[bc.Acc
         raise RuntimeError(f"warm-up replies failed: {bad}; server log:\n{server.log_tail()}")
 
 
+async def run_long_checks(bench: Bench, env_extra: dict[str, str]) -> dict[str, Any]:
+    """bench/long.py against a fresh single server process (the fake provider: no reply is streamed)."""
+    from bench.long import run_long
+
+    accounts = await bench.in_orm(bc.create_accounts, f"long-{bench.tag}", 1)
+    env = bc.app_env(bench.database_url, bench.redis_url, LLM_PROVIDER="fake", **env_extra)
+    with bc.cluster(env, bench.log_dir, name="long", server=bench.args.server) as server:
+        return await run_long(bench, server, accounts)
+
+
 # --- idle sockets ----------------------------------------------------------------------
 
 
@@ -547,8 +572,8 @@ async def run_idle(bench: Bench, count: int) -> dict[str, Any]:
     conversations = await bench.in_orm(bc.create_conversations, accounts)
     pairs = [(c, a.cookie) for c, a in zip(conversations, accounts, strict=True)]
     env = bc.app_env(bench.database_url, bench.redis_url, LLM_PROVIDER="fake")
-    with bc.daphne(env, bench.log_dir, name="idle") as server:
-        process = bc.Sampler(server.pid)
+    with bc.cluster(env, bench.log_dir, name="idle", server=bench.args.server) as server:
+        process = bc.Sampler(server.pids)
         warm_sockets = await bc.open_sockets(server.ws_url, server.url, pairs[:warm])
         await asyncio.sleep(2)
         rss_before = statistics.median([process.rss() for _ in range(5)])
@@ -617,7 +642,7 @@ class LlamaAlone:
 
 
 async def app_generation(
-    server: bc.Child, conversation: str, cookie: str, alone: LlamaAlone
+    server: bc.Cluster, conversation: str, cookie: str, alone: LlamaAlone
 ) -> dict[str, float]:
     """One reply of the local model through the app, timed as the signed-in client sees it."""
     from bench.local_model import PROMPT
@@ -667,7 +692,7 @@ async def run_local(bench: Bench) -> dict[str, Any]:
     raw_runs, app_runs = [], []
     alone = await asyncio.to_thread(LlamaAlone, args.local_threads)
     try:
-        with bc.daphne(env, bench.log_dir, name="local") as server:
+        with bc.cluster(env, bench.log_dir, name="local", server=args.server) as server:
             cookie = accounts[0].cookie
             # Warm-up (loads the model on both sides), not counted.
             await asyncio.to_thread(alone.ask, messages=messages_for(-1), max_tokens=8)
@@ -733,7 +758,7 @@ def table_rows(sweep: list[dict[str, Any]]) -> list[str]:
     rows = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
     for p in sweep:
         rows.append(
-            f"| {p['n']} | {fmt(p['added_ttft_ms']['p50'])} / {fmt(p['added_ttft_ms']['p99'])} "
+            f"| {p['n'] if p['mode'] == 'steady' else 'burst ' + str(p['n'])} | {fmt(p['added_ttft_ms']['p50'])} / {fmt(p['added_ttft_ms']['p99'])} "
             f"| {fmt(p['duration_ratio']['p50'], 3)} / {fmt(p['duration_ratio']['p99'], 3)} "
             f"| {fmt(p['app']['frames_per_reply'])} | {p['app']['lost']} / {p['app']['inexact']} "
             f"| {fmt(p['server']['cpu_seconds'], 2)} ({fmt(p['server']['cpu_ms_per_reply'])}) "
@@ -766,11 +791,30 @@ def render_text(result: dict[str, Any]) -> str:
         f"provider: scripted, TTFT {c['ttft_ms']:g} ms, {c['tokens_per_second']:g} tokens/s, "
         f"{c['tokens']} tokens; app env {c['app_env'] or '{}'}"
     )
-    lines += ["", "Steady state (N streams at once, starts staggered over one reply):", ""]
-    lines += table_rows(result["sweep"])
+    lines.append(
+        f"server: {c.get('procs', 1)} x {c.get('server', 'daphne')}"
+        + (" behind nginx" if c.get("procs", 1) > 1 else "")
+    )
+    if result["sweep"]:
+        lines += ["", "Steady state (N streams at once, starts staggered over one reply):", ""]
+        lines += table_rows(result["sweep"])
     if result.get("burst"):
         lines += ["", "Burst (all N send at the same instant, one reply each):", ""]
         lines += table_rows(result["burst"])
+    if result.get("multi") or result.get("multi_burst"):
+        procs = (result.get("multi") or result.get("multi_burst"))[0]["procs"]
+        lines += ["", f"{procs} processes behind nginx:", ""]
+        lines += table_rows(result.get("multi", []) + result.get("multi_burst", []))
+    long = result.get("long")
+    if long:
+        lines.append(
+            f"\nlong conversation ({long['messages']} messages): page {long['page_ms']['median_ms']} ms "
+            f"(max {long['page_ms']['max_ms']}), context build {long['context_ms']['median_ms']} ms "
+            f"({long['context_ms']['messages_in_context']} messages fit); admin changelist "
+            f"{long['admin']['median_ms']} ms with {long['admin']['messages_in_database']:,} messages; "
+            f"long reply lines scanned per line {long['long_reply']['long_per_line']} "
+            f"(20 lines: {long['long_reply']['short_per_line']})"
+        )
     idle = result.get("idle")
     if idle:
         lines.append(
@@ -794,26 +838,80 @@ def render_text(result: dict[str, Any]) -> str:
 
 
 def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    by_n = {p["n"]: p for p in result["sweep"]}
+    """Every target of issue 18 with the figure of this run beside it (None: not measured this run)."""
+    one = {p["n"]: p for p in result["sweep"] if p.get("procs", 1) == 1}
+    bursts = {p["n"]: p for p in result.get("burst", []) if p.get("procs", 1) == 1}
+    multi = {p["n"]: p for p in result.get("multi", [])}
     checks = []
 
     def check(name, value, op, target):
         met = None if value is None else (value <= target if op == "<=" else value >= target)
         checks.append({"name": name, "value": value, "op": op, "target": target, "met": met})
 
-    for p in result["sweep"] + result.get("burst", []):
+    everything = (
+        result["sweep"] + result.get("burst", []) + result.get("multi", []) + result.get("multi_burst", [])
+    )
+    for p in everything:
         lost = p["app"]["lost"] + p["app"]["inexact"]
-        check(f"{p['mode']} N={p['n']} replies lost or inexact", lost, "<=", 0)
-    if 100 in by_n:
-        p = by_n[100]
+        where = f" ({p.get('procs', 1)} processes)" if p.get("procs", 1) > 1 else ""
+        check(f"{p['mode']} N={p['n']}{where} replies lost or inexact", lost, "<=", 0)
+    if 100 in one:
+        p = one[100]
         check("N=100 added TTFT p50 (ms)", p["added_ttft_ms"]["p50"], "<=", TARGETS["n100_added_ttft_p50_ms"])
         check("N=100 added TTFT p99 (ms)", p["added_ttft_ms"]["p99"], "<=", TARGETS["n100_added_ttft_p99_ms"])
         check(
             "N=100 duration ratio p50", p["duration_ratio"]["p50"], "<=", TARGETS["n100_duration_ratio_p50"]
         )
-    if 300 in by_n:
-        p = by_n[300]
-        check("N=300 added TTFT p99 (ms)", p["added_ttft_ms"]["p99"], "<=", TARGETS["n300_added_ttft_p99_ms"])
+        check(
+            "N=100 server CPU per reply (ms)",
+            p["server"]["cpu_ms_per_reply"],
+            "<=",
+            TARGETS["cpu_ms_per_reply"],
+        )
+    if 100 in bursts:
+        check(
+            "burst of 100: added TTFT p99 (ms)",
+            bursts[100]["added_ttft_ms"]["p99"],
+            "<=",
+            TARGETS["burst100_added_ttft_p99_ms"],
+        )
+    for n, p in multi.items():
+        check(
+            f"N={n}, {p['procs']} processes behind nginx: added TTFT p99 (ms)",
+            p["added_ttft_ms"]["p99"],
+            "<=",
+            TARGETS["n300_added_ttft_p99_ms"],
+        )
+    if 300 in one:
+        check(
+            "N=300 one process: added TTFT p99 (ms)",
+            one[300]["added_ttft_ms"]["p99"],
+            "<=",
+            TARGETS["n300_added_ttft_p99_ms"],
+        )
+    long = result.get("long") or {}
+    if long:
+        from bench.long import TARGETS as LONG
+
+        check("2,000-message page (ms, median)", long["page_ms"]["median_ms"], "<=", LONG["long_page_ms"])
+        check(
+            "context build in a 2,000-message conversation (ms, median)",
+            long["context_ms"]["median_ms"],
+            "<=",
+            LONG["long_context_ms"],
+        )
+        check(
+            f"admin message changelist, {long['admin']['messages_in_database']:,} messages (ms, median)",
+            long["admin"]["median_ms"],
+            "<=",
+            LONG["admin_changelist_ms"],
+        )
+        check(
+            "long reply: lines scanned per line, 2,000-line / 20-line code block",
+            long["long_reply"]["ratio"],
+            "<=",
+            LONG["long_reply_lines_scanned_ratio"],
+        )
     if result.get("idle"):
         check("idle socket RSS (KB)", result["idle"]["kb_per_socket"], "<=", TARGETS["idle_kb_per_socket"])
     local = result.get("local_model") or {}
@@ -913,7 +1011,7 @@ def chart(result: dict[str, Any], path: Path, baseline: dict[str, Any] | None = 
     right.set_title("Duration ratio")
     c = result["config"]
     fig.suptitle(
-        f"One daphne process, scripted provider ({c['ttft_ms']:g} ms TTFT, {c['tokens_per_second']:g} tok/s, "
+        f"{c.get('procs', 1)} x {c.get('server', 'daphne')}, scripted provider ({c['ttft_ms']:g} ms TTFT, {c['tokens_per_second']:g} tok/s, "
         f"{c['tokens']} tokens), {result['machine']['cpus']} CPUs",
         fontsize=10,
     )
@@ -941,11 +1039,24 @@ def write_docs(result: dict[str, Any], png: Path) -> None:
 # --- main --------------------------------------------------------------------------------
 
 
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="CI: N=20, one round, no idle or local part")
-    parser.add_argument("--sweep", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 100, 300])
-    parser.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",") if x], default=[100, 300])
+    parser.add_argument("--sweep", type=ints, default=[1, 10, 100], help="steady-state N, one process")
+    parser.add_argument("--burst", type=ints, default=[100], help="burst N (all send at once), one process")
+    parser.add_argument(
+        "--multi-sweep",
+        type=ints,
+        default=[300],
+        help="steady-state N on --multi-procs processes behind nginx",
+    )
+    parser.add_argument("--multi-burst", type=ints, default=[], help="burst N behind nginx")
+    parser.add_argument("--multi-procs", type=int, default=2)
+    parser.add_argument("--no-long", action="store_true", help="skip the long-conversation checks")
     parser.add_argument("--replies", type=int, default=0, help="replies per client (default: from --samples)")
     parser.add_argument("--samples", type=int, default=40, help="steady-state replies per N at least")
     parser.add_argument("--max-replies", type=int, default=9)
@@ -960,6 +1071,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--local-threads", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--local-max-tokens", type=int, default=128)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (repeatable)")
+    parser.add_argument("--server", choices=bc.SERVERS, default="daphne", help="the ASGI server to run")
+    parser.add_argument("--procs", type=int, default=1, help="server processes; more than 1 behind nginx")
     parser.add_argument(
         "--py-spy", default=os.environ.get("PY_SPY", ""), help="py-spy binary: profile the server"
     )
@@ -974,6 +1087,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.short:
         args.sweep, args.burst, args.replies, args.no_idle, args.no_local = [20], [], 2, True, True
+        args.multi_sweep, args.multi_burst, args.no_long = [], [], True
     args.name = args.name or ("short" if args.short else "latest")
     return args
 
@@ -990,6 +1104,8 @@ async def main_async(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             "tokens": args.tokens,
             "sweep": args.sweep,
             "app_env": env_extra,
+            "server": args.server,
+            "procs": args.procs,
             "database": bc.urlsplit(bench.database_url).path.lstrip("/"),
             "redis": bench.redis_url,
         },
@@ -997,7 +1113,22 @@ async def main_async(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     }
     result["burst"] = []
     if not args.no_sweep:
-        result["sweep"], result["burst"] = await run_sweep(bench, env_extra)
+        result["sweep"], result["burst"] = await run_sweep(
+            bench, env_extra, procs=args.procs, sweep=args.sweep, burst=args.burst
+        )
+        if args.multi_sweep or args.multi_burst:
+            print(f"{args.multi_procs} processes behind nginx ...", flush=True)
+            result["multi"], result["multi_burst"] = await run_sweep(
+                bench,
+                env_extra,
+                procs=args.multi_procs,
+                sweep=args.multi_sweep,
+                burst=args.multi_burst,
+                label="-multi",
+            )
+    if not args.no_long:
+        print("long conversations and replies ...", flush=True)
+        result["long"] = await run_long_checks(bench, env_extra)
     if not args.no_idle:
         print(f"idle sockets: opening {args.idle_sockets} ...", flush=True)
         result["idle"] = await run_idle(bench, args.idle_sockets)
@@ -1014,7 +1145,10 @@ def failed_points(result: dict[str, Any]) -> list[str]:
     """The sweep points with a lost or inexact reply (what fails the run; timings never do)."""
     return [
         f"{p['mode']} N={p['n']}"
-        for p in result["sweep"] + result.get("burst", [])
+        for p in result["sweep"]
+        + result.get("burst", [])
+        + result.get("multi", [])
+        + result.get("multi_burst", [])
         if p["app"]["lost"] or p["app"]["inexact"] or p["direct"]["lost_or_inexact"]
     ]
 
