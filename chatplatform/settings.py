@@ -179,8 +179,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
-            # Seconds a hop waits for a free connection before failing.
-            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # Seconds a hop waits for a connection before failing: as DB_CONNECT_TIMEOUT, so a
+            # database that is away is reported as quickly as without the pool.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=2.0),
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -28,7 +28,7 @@ def pool_settings(**overrides: str) -> dict:
 
 def test_postgres_gets_a_pool_by_default_with_its_sizes_from_settings():
     assert pool_settings(DATABASE_URL=PG) == {
-        "pool": {"min_size": 2, "max_size": 10, "timeout": 10.0},
+        "pool": {"min_size": 2, "max_size": 10, "timeout": 2.0},
         "CONN_MAX_AGE": 0,
     }
     sized = pool_settings(DATABASE_URL=PG, DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="4", DB_POOL_TIMEOUT="2.5")
