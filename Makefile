@@ -53,7 +53,7 @@ bench-short: $(BIN)/.dev
 	./scripts/with-services.sh $(BIN)/python -m bench.run --short
 
 soak: $(BIN)/.dev
-	./scripts/with-services.sh $(BIN)/python -m bench.soak --sockets 300 --minutes 5
+	./scripts/with-services.sh $(BIN)/python -m bench.soak --sockets 300 --minutes 20
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -251,6 +251,8 @@ def provider_env(provider: Child) -> dict[str, str]:
 
 #: The ASGI servers the benchmark can run the app under (docs/perf.md compares them).
 SERVERS = ("daphne", "uvicorn", "granian")
+#: The one the Dockerfile runs, and the benchmark's default (docs/lld.md says why).
+PRODUCTION_SERVER = "daphne"
 
 
 def server_command(kind: str, port: int, app: str) -> list[str]:
@@ -264,7 +266,17 @@ def server_command(kind: str, port: int, app: str) -> list[str]:
         return [
             *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
             *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets"),
-            *("--ws-ping-interval", "20", "--ws-ping-timeout", "30", "--lifespan", "off", "--no-access-log"),
+            *(
+                "--ws-ping-interval",
+                "20",
+                "--ws-ping-timeout",
+                "30",
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ),
         ]
     if kind == "granian":
         return [

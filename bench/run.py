@@ -810,6 +810,7 @@ def render_text(result: dict[str, Any]) -> str:
         lines.append(
             f"\nlong conversation ({long['messages']} messages): page {long['page_ms']['median_ms']} ms "
             f"(max {long['page_ms']['max_ms']}), context build {long['context_ms']['median_ms']} ms "
+            f"(CPU {long['context_ms'].get('cpu_median_ms')} ms) "
             f"({long['context_ms']['messages_in_context']} messages fit); admin changelist "
             f"{long['admin']['median_ms']} ms with {long['admin']['messages_in_database']:,} messages; "
             f"long reply lines scanned per line {long['long_reply']['long_per_line']} "
@@ -1071,7 +1072,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--local-threads", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--local-max-tokens", type=int, default=128)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (repeatable)")
-    parser.add_argument("--server", choices=bc.SERVERS, default="daphne", help="the ASGI server to run")
+    parser.add_argument(
+        "--server", choices=bc.SERVERS, default=bc.PRODUCTION_SERVER, help="the ASGI server to run"
+    )
     parser.add_argument("--procs", type=int, default=1, help="server processes; more than 1 behind nginx")
     parser.add_argument(
         "--py-spy", default=os.environ.get("PY_SPY", ""), help="py-spy binary: profile the server"

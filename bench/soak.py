@@ -106,6 +106,22 @@ async def sample(server: bc.Child, started: float, stop: asyncio.Event, tally, e
             return series
 
 
+#: Issue 18: over the last 10 minutes of a 20-minute soak, RSS grows less than this.
+SLOPE_TARGET_MB_PER_MINUTE = 0.2
+
+
+def slope_mb_per_minute(samples: list[dict]) -> float | None:
+    """Least-squares RSS slope of `samples` (t in seconds, rss_mb), in MB per minute."""
+    if len(samples) < 3:
+        return None
+    xs = [s["t"] / 60 for s in samples]
+    ys = [s["rss_mb"] for s in samples]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / max(
+        sum((x - mean_x) ** 2 for x in xs), 1e-9
+    )
+
+
 def memory_verdict(series: list[dict]) -> dict[str, Any]:
     """Levels off or grows: the RSS slope over the second half of the run, and the growth of its last third."""
     if len(series) < 6:
@@ -122,8 +138,13 @@ def memory_verdict(series: list[dict]) -> dict[str, Any]:
     last = statistics.median(s["rss_mb"] for s in series[2 * third :])
     growth = (last - middle) / middle * 100 if middle else 0.0
     levels_off = slope < 2.0 or growth < 2.0
+    last_ten = [s for s in series if s["t"] >= series[-1]["t"] - 600]
+    ten = slope_mb_per_minute(last_ten) if series[-1]["t"] >= 1200 - 30 else None
     return {
         "verdict": "levels off" if levels_off else "grows",
+        # Only a run of 20 minutes or more has the issue's figure (its last 10 minutes).
+        "slope_mb_per_minute_last_10_minutes": round(ten, 3) if ten is not None else None,
+        "slope_target_mb_per_minute": SLOPE_TARGET_MB_PER_MINUTE,
         "slope_mb_per_minute_second_half": round(slope, 2),
         "rss_growth_last_vs_middle_third_percent": round(growth, 1),
         "rss_start_mb": series[0]["rss_mb"],
@@ -153,8 +174,11 @@ async def main_async(args: argparse.Namespace, database_url: str, redis_url: str
     }
     with (
         bc.scripted_provider(log_dir, tokens=args.tokens) as provider,
-        bc.daphne(
-            bc.app_env(database_url, redis_url, **bc.provider_env(provider)), log_dir, name="soak"
+        bc.app_server(
+            bc.app_env(database_url, redis_url, **bc.provider_env(provider)),
+            log_dir,
+            name="soak",
+            server=args.server,
         ) as server,
     ):
         started = time.monotonic()
@@ -179,6 +203,7 @@ async def main_async(args: argparse.Namespace, database_url: str, redis_url: str
         "config": {
             "sockets": args.sockets,
             "minutes": args.minutes,
+            "server": args.server,
             "tokens": args.tokens,
             "think_seconds": list(args.think),
         },
@@ -202,7 +227,8 @@ async def main_async(args: argparse.Namespace, database_url: str, redis_url: str
 def render(result: dict) -> str:
     m = result["memory"]
     lines = [
-        f"soak {result['started_at']}: {result['config']['sockets']} sockets, {result['config']['minutes']} min, "
+        f"soak {result['started_at']}: {result['config']['sockets']} sockets on {result['config'].get('server')}, "
+        f"{result['config']['minutes']} min, "
         f"{result['config']['tokens']}-token replies",
         f"replies {result['replies']}: complete {result['complete']}, lost {result['lost']}, "
         f"inexact {result['inexact']}; errors {result['errors'] or 'none'}",
@@ -212,7 +238,9 @@ def render(result: dict) -> str:
         + (
             f" (RSS {m['rss_start_mb']} -> peak {m['rss_peak_mb']} -> end {m['rss_end_mb']} MB; "
             f"second half {m['slope_mb_per_minute_second_half']} MB/min; "
-            f"last third {m['rss_growth_last_vs_middle_third_percent']:+} % on the middle third)"
+            f"last third {m['rss_growth_last_vs_middle_third_percent']:+} % on the middle third; "
+            f"last 10 minutes {m['slope_mb_per_minute_last_10_minutes']} MB/min, "
+            f"target < {m['slope_target_mb_per_minute']})"
             if "rss_peak_mb" in m
             else ""
         ),
@@ -232,6 +260,9 @@ def render(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=300)
+    parser.add_argument(
+        "--server", choices=bc.SERVERS, default=bc.PRODUCTION_SERVER, help="the ASGI server to run"
+    )
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--tokens", type=int, default=bc.PROVIDER_TOKENS)
     parser.add_argument("--think", type=float, nargs=2, default=(0.5, 3.0), help="seconds between messages")

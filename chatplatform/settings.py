@@ -281,6 +281,10 @@ CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
 # sweep that runs every CHAT_SWEEP_SECONDS on every process (bound: the sum, 10 s).
 CHAT_STALE_AFTER_SECONDS = env.float("CHAT_STALE_AFTER_SECONDS", default=8.0)
 CHAT_SWEEP_SECONDS = env.float("CHAT_SWEEP_SECONDS", default=2.0)
+# A send's hop and a reply's job load run on a pool of threads (each with a pooled
+# database connection) instead of queueing on Django's one ORM thread: under load
+# a send waits for the database, not for the sends before it (docs/perf.md).
+CHAT_PARALLEL_HOPS = env.bool("CHAT_PARALLEL_HOPS", default=True)
 # A stop waits this long for the reply's process to answer before marking it `interrupted`.
 CHAT_STOP_ACK_SECONDS = env.float("CHAT_STOP_ACK_SECONDS", default=1.0)
 # On SIGTERM: how long running replies may take to finish before they are interrupted.

@@ -25,6 +25,7 @@ from django.conf import settings
 from chatplatform import tracing
 from conversations import events, selectors, services
 from conversations.generation import get_runtime
+from conversations.generation.runtime import parallel_hop
 from conversations.models import is_storable_text
 from conversations.services import ReplyStart, SendRefused
 from documents.selectors import sources_of
@@ -185,7 +186,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """A send, edit or regenerate: the service writes (or finds a resend), the runtime streams."""
         if not self.runtime.accepting:
             raise FrameError("unavailable", "This server is restarting; send again in a moment.")
-        start: ReplyStart = await database_sync_to_async(service)(
+        start: ReplyStart = await parallel_hop(service)(
             conversation_id=self.conversation_id, user=self.user, worker=self.runtime.channel, **fields
         )
         if start.created:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from conversations.llm.base import ChatMessage, GenerationOptions
+from conversations.llm.base import ChatMessage, GenerationOptions, estimate_tokens
 from conversations.models import Message
 
 
@@ -48,12 +48,7 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
         return None
     conversation = reply.conversation
     ids = conversation.visible_message_ids(leaf=reply.parent_id)
-    by_id = Message.objects.in_bulk(ids)
-    history = [
-        ChatMessage(role=m.role, content=m.content)
-        for m in (by_id[i] for i in ids if i in by_id)
-        if m.content and m.role != Message.Role.SYSTEM
-    ]
+    history, whole = _branch_tail(ids)
     if reply.content:  # continuing: the model carries on from its own text
         history.append(ChatMessage(role="assistant", content=reply.content))
     passages = _passages(conversation, history, reply_id=reply.id)
@@ -64,11 +59,41 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
         model=conversation.model,
         system_prompt=_with_passages(_system_prompt(conversation), passages),
         history=tuple(history),
-        first_exchange=not conversation.title and sum(m.role == "user" for m in history) == 1,
+        first_exchange=whole and not conversation.title and sum(m.role == "user" for m in history) == 1,
         initial_text=reply.content,
         options=options or GenerationOptions(),
         sources=tuple(passage.to_source(number) for number, passage in enumerate(passages, start=1)),
     )
+
+
+#: Messages of a branch read per query, newest first (see _branch_tail).
+HISTORY_BATCH = 128
+
+
+def _branch_tail(ids: list[uuid.UUID]) -> tuple[list[ChatMessage], bool]:
+    """The newest messages of the branch `ids` (oldest first) that the context window could hold.
+
+    Reads them newest first, HISTORY_BATCH at a time, and stops once they hold
+    twice LLM_CONTEXT_TOKENS by the four-characters estimate (no model's
+    window is larger, and the margin covers a tokenizer that counts fewer
+    tokens than the estimate): build_context then fits the window from a
+    tail, so a send in a 2,000-message conversation reads ~100 rows, not
+    2,000 (docs/perf.md). Returns (history, whether it is the whole branch).
+    """
+    enough = 2 * settings.LLM_CONTEXT_TOKENS
+    tail: list[ChatMessage] = []
+    estimated = 0
+    end = len(ids)
+    while end > 0 and estimated <= enough:
+        batch = ids[max(0, end - HISTORY_BATCH) : end]
+        by_id = Message.objects.in_bulk(batch)
+        for message in (by_id[i] for i in reversed(batch) if i in by_id):
+            if message.content and message.role != Message.Role.SYSTEM:
+                tail.append(ChatMessage(role=message.role, content=message.content))
+                estimated += estimate_tokens(message.content)
+        end -= len(batch)
+    tail.reverse()
+    return tail, end == 0
 
 
 def _system_prompt(conversation) -> str:

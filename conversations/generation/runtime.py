@@ -48,6 +48,18 @@ class NotAccepting(Exception):
     """The process is shutting down: it starts no new reply."""
 
 
+def parallel_hop(fn):
+    """database_sync_to_async for a hop that may run beside others, on its own pooled connection.
+
+    Django's one ORM thread serialises every hop of the process: under load a
+    send queued behind the others (docs/perf.md: seconds at N=40 with the
+    process at 0.2 of a core). With CHAT_PARALLEL_HOPS the send and the job
+    load run on asgiref's thread pool; the connection pool makes a
+    connection per thread cheap, and each hop is its own transaction.
+    """
+    return database_sync_to_async(fn, thread_sensitive=not settings.CHAT_PARALLEL_HOPS)
+
+
 class Runtime:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -125,7 +137,7 @@ class Runtime:
     async def start(self, message_id: uuid.UUID | str, *, options: GenerationOptions | None = None) -> None:
         """Stream the `streaming` reply `message_id` (written by a service) from this process."""
         await self.ensure_started()
-        job = await database_sync_to_async(load_job)(uuid.UUID(str(message_id)), options)
+        job = await parallel_hop(load_job)(uuid.UUID(str(message_id)), options)
         if job is None:  # finished or deleted meanwhile
             return
         provider = await sync_to_async(get_provider)()

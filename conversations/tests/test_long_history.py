@@ -1,0 +1,77 @@
+"""A send in a long conversation reads the branch's tail, not all of it, and fits the same context."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations.generation.job import HISTORY_BATCH, load_job
+from conversations.llm.base import ChatMessage
+from conversations.llm.context import build_context
+from conversations.llm.fake import FakeProvider
+from conversations.models import Message
+from conversations.tests.conftest import make_conversation, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def long_branch(conversation, messages: int) -> Message:
+    """`messages` alternating user/assistant messages (~600 characters each), then a streaming reply."""
+    start = timezone.now() - timedelta(hours=1)
+    rows, parent = [], None
+    for i in range(messages):
+        row = Message(
+            id=uuid.uuid4(),
+            conversation=conversation,
+            role=Message.Role.USER if i % 2 == 0 else Message.Role.ASSISTANT,
+            content=f"message {i} " + "tides and moons " * 40,
+            parent_id=parent,
+            created_at=start + timedelta(seconds=i),
+        )
+        rows.append(row)
+        parent = row.id
+    Message.objects.bulk_create(rows)
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        parent_id=parent,
+        created_at=start + timedelta(seconds=messages),
+    )
+
+
+def test_the_job_of_a_2000_message_branch_reads_its_tail_and_fits_the_same_context(settings):
+    settings.LLM_CONTEXT_TOKENS = 8192
+    conversation = make_conversation(make_user("long"))
+    reply = long_branch(conversation, 1999)  # ends with the user's question
+    provider = FakeProvider(context_tokens=8192, max_output_tokens=512)
+
+    with CaptureQueriesContext(connection) as queries:
+        job = load_job(reply.id)
+
+    everything = [
+        ChatMessage(role=m.role, content=m.content)
+        for m in Message.objects.filter(conversation=conversation, status="complete").order_by("created_at")
+    ]
+    assert list(job.history) == everything[-len(job.history) :]
+    assert len(job.history) < 4 * HISTORY_BATCH  # a tail, not 1,999 rows
+    assert build_context(provider=provider, system_prompt="", history=list(job.history)) == build_context(
+        provider=provider, system_prompt="", history=everything
+    )
+    assert job.first_exchange is False
+    assert len(queries) <= 3 + 4  # the reply, the branch's ids, the profile, and a few batches
+
+
+def test_a_short_branch_is_read_whole_and_a_first_exchange_is_still_one():
+    conversation = make_conversation(make_user("short"))
+    reply = long_branch(conversation, 1)
+
+    job = load_job(reply.id)
+
+    assert [m.role for m in job.history] == ["user"]
+    assert job.first_exchange is True

@@ -1,0 +1,72 @@
+"""What a send costs the database: a bounded number of queries, and none per token.
+
+Counts every SQL statement the process runs (all threads: the consumer's hop,
+the runtime's job load, checkpoints, the final write) from the send to the
+reply's `message.completed`, with the scripted provider.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from contextlib import contextmanager
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db.backends.utils import CursorWrapper
+
+from conversations.tests.conftest import make_conversation, make_user, open_socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
+
+db = database_sync_to_async
+
+
+@contextmanager
+def counting_queries():
+    """Every statement Django sends, from any thread, in order."""
+    statements: list[str] = []
+    lock = threading.Lock()
+    execute, executemany = CursorWrapper.execute, CursorWrapper.executemany
+
+    def counted(original):
+        def wrapper(self, sql, *args, **kwargs):
+            with lock:
+                statements.append(str(sql).split(" WHERE ")[0][:160])
+            return original(self, sql, *args, **kwargs)
+
+        return wrapper
+
+    CursorWrapper.execute, CursorWrapper.executemany = counted(execute), counted(executemany)
+    try:
+        yield statements
+    finally:
+        CursorWrapper.execute, CursorWrapper.executemany = execute, executemany
+
+
+async def one_reply(socket, content: str) -> dict:
+    await socket.send({"type": "message.send", "content": content, "client_id": str(uuid.uuid4())})
+    return await socket.receive_until("message.completed", timeout=10)
+
+
+async def queries_for(tokens: int, settings) -> list[str]:
+    user = await db(make_user)(f"q{tokens}")
+    conversation = await db(make_conversation)(user, title="titled already")
+    socket, (ok, _) = await open_socket(user, conversation.id)
+    assert ok
+    await one_reply(socket, "warm up [[tokens:3]]")  # the first send of a process loads what it caches
+    with counting_queries() as statements:
+        final = await one_reply(socket, f"count me [[tokens:{tokens}]]")
+    assert final["status"] == "complete"
+    await socket.close()
+    return statements
+
+
+async def test_a_send_costs_a_bounded_number_of_queries_and_none_per_token(settings):
+    settings.LLM_FAKE_TOKENS_PER_SECOND = 0  # as fast as the relay takes them: no checkpoint falls due
+    short = await queries_for(5, settings)
+    long = await queries_for(200, settings)
+
+    print("\n".join(short))
+    assert len(long) == len(short), "a longer reply ran more queries"
+    assert len(short) <= 20, short
