@@ -265,7 +265,7 @@ def server_command(kind: str, port: int, app: str) -> list[str]:
     if kind == "uvicorn":
         return [
             *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
-            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets"),
+            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),
             *(
                 "--ws-ping-interval",
                 "20",
