@@ -501,7 +501,7 @@ async def run_sweep(
 ) -> tuple[list[dict], list[dict]]:
     args = bench.args
     largest = max([*sweep, *burst, 2])
-    accounts = await bench.in_orm(bc.create_accounts, f"bench-{bench.tag}", largest)
+    accounts = await bench.in_orm(bc.create_accounts, f"bench-{bench.tag}{label}", largest)
     results, bursts = [], []
     with (
         bc.scripted_provider(
