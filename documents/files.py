@@ -9,8 +9,6 @@ import zipfile
 from dataclasses import dataclass
 from typing import IO
 
-from django.conf import settings
-
 from documents.models import Attachment
 
 Kind = Attachment.Kind
@@ -182,7 +180,3 @@ def clean_name(raw: str) -> str:
         else:
             name = name[:NAME_MAX_CHARS].rstrip(" .")
     return name or "attachment"
-
-
-def max_bytes() -> int:
-    return settings.DOCUMENTS_MAX_BYTES

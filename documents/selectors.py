@@ -29,13 +29,6 @@ def attachments_with_chunk_counts(queryset: QuerySet[Attachment]) -> QuerySet[At
     return queryset.annotate(chunk_count=Count("chunks"))
 
 
-def citations_for(*, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Citation]]:
-    found: dict[uuid.UUID, list[Citation]] = {}
-    for citation in Citation.objects.filter(message_id__in=message_ids).order_by("message", "number"):
-        found.setdefault(citation.message_id, []).append(citation)
-    return found
-
-
 def sources_of(*, message_id: uuid.UUID | str) -> list[dict]:
     """A reply's citations as the `sources` of `message.completed`."""
     return [
