@@ -150,3 +150,19 @@ def test_a_reply_lists_its_sources_as_numbered_citations_that_open_on_the_passag
     # The citations are the server's too: after a reload they are still there.
     page.reload()
     expect(last_reply(page).locator(".sources summary").first).to_have_text("[1] gate memo.pdf p. 2")
+
+
+def test_a_long_pdf_shows_its_reading_progress_on_the_chip(page, live):
+    new_chat(page, live.url)
+    pages = [f"Page {n}. {FILLER}" for n in range(1, 401)]  # read page by page: a few seconds
+    attach_files(
+        page,
+        {"name": "annual minutes.pdf", "mimeType": "application/pdf", "buffer": samples.pdf_bytes(pages)},
+    )
+    chip = chips(page).last
+    expect(chip).to_have_attribute("data-status", "processing", timeout=15_000)
+    expect(chip.locator(".chip__status")).to_have_text(re.compile(r"^Reading… \d+%$"))
+    expect(chip.locator(".chip__progress")).to_be_visible()
+    screenshot(page, "documents-chip-reading")
+    expect(chip).to_have_attribute("data-status", "ready", timeout=60_000)
+    expect(chip.locator(".chip__status")).to_have_text("Ready · 400 pages")
