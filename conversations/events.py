@@ -115,7 +115,8 @@ def reply_final(message, *, sources: list[dict] | tuple[dict, ...] | None = None
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
     }
-    completed = {**base, "finish_reason": message.finish_reason, "usage": usage}
+    # `model`: what wrote it (the page shows it under the reply).
+    completed = {**base, "finish_reason": message.finish_reason, "model": message.model, "usage": usage}
     if sources is not None:
         completed["sources"] = list(sources)
     return "message.completed", completed

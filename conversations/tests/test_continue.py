@@ -36,6 +36,7 @@ async def cut_reply(fake_llm):
 async def test_a_length_stopped_reply_continues_in_the_same_row(fake_llm):
     socket, conversation, first = await cut_reply(fake_llm)
     assert first["finish_reason"] == "length"
+    assert first["model"] == "fake-model"  # the page shows who wrote it
     await socket.send({"type": "message.continue", "message_id": first["message_id"]})
     continued = await socket.receive_until("message.continued")
     assert continued["message"]["id"] == first["message_id"]
