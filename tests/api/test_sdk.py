@@ -438,6 +438,33 @@ def test_a_client_that_disconnects_mid_stream_closes_the_providers_stream(
     )
 
 
+def test_a_client_that_gives_up_on_a_non_streamed_call_stops_the_model(
+    api_server, upstream, alice, alice_key
+):
+    marker = uuid.uuid4().hex
+    impatient = openai.OpenAI(base_url=f"{api_server.url}/v1", api_key=alice_key, max_retries=0, timeout=2)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(
+            model=UPSTREAM_MODEL, messages=ask(f"[[slow:20]][[tokens:1000]] {marker}")
+        )
+    gave_up = time.monotonic()
+    record = wait_for(
+        lambda: next(
+            (r for r in upstream.completions() if marker in r.last_user_message and r.closed_by_client_at),
+            None,
+        ),
+        timeout=5,
+        what="the provider's stream to be closed",
+    )
+    assert record.closed_by_client_at - gave_up < 1.0
+    assert record.tokens_sent < 1000
+    event = wait_for(lambda: UsageEvent.objects.filter(user=alice).first(), what="the usage event")
+    assert (event.status, event.source) == ("cancelled", "api")
+    wait_for(
+        lambda: not Conversation.objects.filter(owner=alice).exists(), what="the exchange to be discarded"
+    )
+
+
 def test_keys_are_stored_only_as_hashes(alice):
     api_key, key = api_key_create(user=alice, name="check")
     row = ApiKey.objects.filter(pk=api_key.pk).values().get()
