@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -131,17 +132,26 @@ class Conversation(models.Model):
 
 
 class MessageQuerySet(models.QuerySet):
-    def interrupt_stale(self, *, older_than: datetime | None = None) -> list[Message]:
+    def interrupt_stale(
+        self, *, older_than: datetime | None = None, alive: Callable[[set[str]], set[str]] | None = None
+    ) -> list[Message]:
         """Mark `streaming` replies whose owner stopped checkpointing as `interrupted`.
 
         A live generation refreshes `heartbeat_at` at every checkpoint, so a
         reply whose heartbeat is older than the staleness window belongs to a
-        process that died; its checkpointed text is kept.
+        process that died; its checkpointed text is kept. `alive` names, of the
+        stale replies' processes, those known to be alive (busy, not dead): their
+        replies are left alone.
         """
         if older_than is None:
             older_than = timezone.now() - timedelta(seconds=settings.CHAT_STALE_AFTER_SECONDS)
-        stale = self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=older_than)
-        return self._interrupt(list(stale.values_list("id", flat=True)))
+        stale = list(
+            self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=older_than).values_list(
+                "id", "worker"
+            )
+        )
+        living = alive({worker for _, worker in stale if worker}) if alive and stale else set()
+        return self._interrupt([pk for pk, worker in stale if worker not in living])
 
     def interrupt_orphan(self, *, message_id, worker: str) -> Message | None:
         """Mark one `streaming` reply `interrupted` now: its owner process `worker` is gone."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -403,9 +404,13 @@ def conversation_autotitle(*, conversation_id: uuid.UUID, title: str) -> Convers
     return Conversation.objects.filter(pk=conversation_id).first() if titled else None
 
 
-def replies_interrupt_stale() -> list[Message]:
-    """Mark replies of dead processes `interrupted`; the caller tells their tabs."""
-    return Message.objects.interrupt_stale()
+def replies_interrupt_stale(*, alive: Callable[[set[str]], set[str]] | None = None) -> list[Message]:
+    """Mark replies of dead processes `interrupted`; the caller tells their tabs.
+
+    `alive` (see generation/liveness.py) spares the replies of processes that are
+    alive but too busy to have checkpointed lately.
+    """
+    return Message.objects.interrupt_stale(alive=alive)
 
 
 def reply_interrupt(*, message_id: uuid.UUID | str, worker: str) -> Message | None:

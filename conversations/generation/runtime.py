@@ -31,6 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from conversations import events, services
+from conversations.generation import liveness
 from conversations.generation.checkpoints import CheckpointBatch
 from conversations.generation.job import load_job
 from conversations.generation.outbox import Outbox
@@ -318,6 +319,8 @@ class Runtime:
         """Now (start-up) and every CHAT_SWEEP_SECONDS: replies whose process died become `interrupted`."""
         while True:
             try:
+                # Off the database's thread: a process busy with database work still says it is alive.
+                await sync_to_async(liveness.announce, thread_sensitive=False)(self.channel)
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
@@ -327,7 +330,7 @@ class Runtime:
 
     async def sweep_once(self) -> list[Message]:
         """Mark replies of dead processes `interrupted` and tell their tabs."""
-        swept = await database_sync_to_async(services.replies_interrupt_stale)()
+        swept = await database_sync_to_async(services.replies_interrupt_stale)(alive=liveness.alive)
         for message in swept:
             await self.publish_final(message)
         if swept:

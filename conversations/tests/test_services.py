@@ -320,3 +320,18 @@ def test_the_same_client_id_from_two_sockets_at_once_stores_one_message(settings
     assert len({r.user_message.id for r in results}) == 1
     assert Message.objects.filter(client_id=client_id).count() == 1
     assert Conversation.objects.get().messages.count() == 2
+
+
+@pytest.mark.django_db
+def test_sweep_spares_a_busy_process_that_still_says_it_is_alive_and_not_a_dead_one():
+    from django.core.cache import cache
+
+    from conversations.generation import liveness
+
+    alice = rows.user()
+    start = send(rows.conversation(alice), alice)
+    Message.objects.filter(pk=start.reply.id).update(heartbeat_at=timezone.now() - timedelta(minutes=1))
+    liveness.announce(WORKER)
+    assert services.replies_interrupt_stale(alive=liveness.alive) == []
+    cache.clear()  # the process stopped saying so: it died
+    assert [m.id for m in services.replies_interrupt_stale(alive=liveness.alive)] == [start.reply.id]
