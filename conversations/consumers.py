@@ -38,8 +38,9 @@ CLOSE_SESSION_ENDED = 4403
 CLOSE_NOT_FOUND = 4404
 
 STREAM_EVENTS = frozenset({"message.delta", "message.blocks"})
-# How long live deltas wait for a sync answer before they flow again (its process may have died).
-SYNC_ANSWER_WAIT = 3.0
+# How long live deltas wait for a sync answer before they flow again (its process may have
+# died, or, busy, take seconds to answer).
+SYNC_ANSWER_WAIT = 10.0
 
 
 class FrameError(Exception):
