@@ -134,6 +134,28 @@ class _Vocabulary:
             return len(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
+#: llama-cpp-python's own sampling defaults (create_chat_completion), for comparison:
+#: at temperature 0.2 with no repeat penalty a small model falls into loops.
+LIBRARY_SAMPLING: dict[str, float] = {
+    "temperature": 0.2,
+    "top_p": 0.95,
+    "top_k": 40,
+    "min_p": 0.05,
+    "repeat_penalty": 1.0,
+}
+#: What a local reply samples with unless a request's GenerationOptions says
+#: otherwise, tuned for SmolLM2-135M-Instruct with `python -m bench.loops`
+#: (docs/perf.md, "The local model's loops"): a repeat penalty breaks the
+#: sentence loops, a warmer temperature with top-k/top-p/min-p keeps the text on topic.
+DEFAULT_SAMPLING: dict[str, float] = {
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "top_k": 40,
+    "min_p": 0.05,
+    "repeat_penalty": 1.15,
+}
+
+
 class LlamaCppProvider(LLMProvider):
     """A local GGUF model: one per process, one generation at a time, the rest queued."""
 
@@ -146,9 +168,12 @@ class LlamaCppProvider(LLMProvider):
         threads: int = 2,
         context_tokens: int = 8192,
         max_output_tokens: int = 512,
+        sampling: dict[str, Any] | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.threads = max(1, threads)
+        #: The sampling defaults of every request (a request's options win).
+        self.sampling = dict(DEFAULT_SAMPLING if sampling is None else sampling)
         try:
             self._vocabulary: _Vocabulary | None = _Vocabulary(self.model_path)
         except Exception as exc:
@@ -184,7 +209,7 @@ class LlamaCppProvider(LLMProvider):
             self,
             list(messages),
             max_tokens=options.max_tokens or self.max_output_tokens,
-            sampling=options.sampling(),
+            sampling={**self.sampling, **options.sampling()},
         )
 
     async def health(self) -> None:
