@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, is_storable_text
 from conversations.services import TITLE_MAX_CHARS
 
 
@@ -21,6 +22,27 @@ class VersionForm(forms.Form):
 class FeedbackForm(forms.Form):
     message_id = forms.UUIDField()
     rating = forms.ChoiceField(choices=[("", "none"), *Message.Feedback.choices], required=False)
+
+
+class FirstMessageForm(forms.Form):
+    """The first message of a new conversation (POST /c/new/): the same rules as a socket send."""
+
+    content = forms.CharField(strip=False)
+    client_id = forms.UUIDField()
+
+    def clean_content(self) -> str:
+        content = self.cleaned_data["content"]
+        if not is_storable_text(content):
+            raise forms.ValidationError(
+                "The message holds a NUL or an unpaired surrogate, which cannot be stored."
+            )
+        if not content.strip():
+            raise forms.ValidationError("The message is empty.")
+        if len(content) > settings.CHAT_MAX_MESSAGE_CHARS:
+            raise forms.ValidationError(
+                f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
+            )
+        return content
 
 
 class ArchiveForm(forms.Form):

@@ -181,6 +181,32 @@ def message_send(
 
 
 @transaction.atomic
+def conversation_start(
+    *, owner, content: str, client_id: uuid.UUID, worker: str, model: str = ""
+) -> ReplyStart:
+    """A new conversation with its first message and a `streaming` reply, in one transaction.
+
+    A conversation row exists only once it has a message (New chat stores
+    nothing); a refused send rolls the row back. Idempotent on client_id: a
+    resend finds the conversation the first one made.
+    """
+    first = (
+        Message.objects.filter(
+            conversation__owner=owner, client_id=client_id, role=Message.Role.USER, parent__isnull=True
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if first is not None:
+        return _existing_send(first.conversation, client_id)
+    conversation = Conversation.objects.create(owner=owner, model=model)
+    check_can_generate(user_id=owner.pk, conversation=conversation)
+    return _ask(
+        conversation=conversation, content=content, client_id=client_id, parent_id=None, worker=worker
+    )
+
+
+@transaction.atomic
 def message_edit(
     *,
     conversation_id: uuid.UUID,

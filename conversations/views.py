@@ -9,11 +9,14 @@ Someone else's conversation is a 404 everywhere (`conversation_get`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import json
 import uuid
 
 import structlog
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -35,10 +38,12 @@ from conversations.forms import (
     ArchiveForm,
     ConversationSettingsForm,
     FeedbackForm,
+    FirstMessageForm,
     PinForm,
     RenameForm,
     VersionForm,
 )
+from conversations.generation import get_runtime
 from conversations.llm.base import LLMError
 from conversations.models import Conversation, Message
 from conversations.search import conversation_search
@@ -66,18 +71,140 @@ MODELS_CACHE_KEY = "chat:provider-models"
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """The latest conversation, or a new one for someone who has none."""
+    """The latest conversation, or the new-chat page for someone who has none."""
     conversation = conversation_list(user=request.user).first()
     if conversation is None:
-        conversation = _conversation_start(request)
+        return redirect("conversation-new")
     return redirect("conversation", conversation_id=conversation.id)
 
 
+# Why a first send was refused -> the HTTP status that says so.
+_REFUSAL_STATUS = {
+    "rate_limited": 429,
+    "quota_exceeded": 429,
+    "busy": 409,
+    "no_model": 503,
+    "unavailable": 503,
+    "model_not_allowed": 403,
+    "session_ended": 403,
+}
+
+
+@never_cache
 @login_required
-@require_POST
-def conversation_new(request: HttpRequest) -> HttpResponse:
-    conversation = _conversation_start(request)
-    return redirect("conversation", conversation_id=conversation.id)
+@require_http_methods(["GET", "POST"])
+async def conversation_new(request: HttpRequest) -> HttpResponse:
+    """GET: an empty composer, and nothing stored. POST the first message
+    (JSON `{content, client_id}`, or a plain form without JavaScript): the
+    conversation, that message and a `streaming` reply are written in one
+    transaction, this process's runtime starts the reply, and the answer is
+    201 `{conversation_id, url, message_id, reply_id}` (200 for a resend), or a
+    redirect to the conversation, whose socket then syncs the streaming reply.
+    """
+    if request.method == "GET":
+        return await sync_to_async(_new_chat_page)(request)
+    as_json = request.content_type == "application/json"
+    try:
+        data = json.loads(request.body or b"{}") if as_json else request.POST
+    except ValueError:
+        data = None
+    form = FirstMessageForm(data if isinstance(data, dict) or not as_json else None)
+    if not form.is_valid():
+        message = " ".join(e for errors in form.errors.values() for e in errors) or "Send a message."
+        return await _refused(request, as_json, "invalid", message, 400)
+    accepting, worker = await _on_runtime_loop(_runtime_state)
+    if not accepting:
+        return await _refused(request, as_json, "unavailable", "This server is restarting; send again.", 503)
+    user = await request.auser()
+    try:
+        start = await database_sync_to_async(_first_send)(user, form.cleaned_data, worker)
+    except services.SendRefused as refused:
+        return await _refused(
+            request, as_json, refused.code, refused.message, _REFUSAL_STATUS.get(refused.code, 400)
+        )
+    if start.created:
+        reply_id = start.reply.id
+        await _on_runtime_loop(lambda runtime: runtime.start(reply_id))
+    conversation_id = start.user_message.conversation_id
+    url = reverse("conversation", kwargs={"conversation_id": conversation_id})
+    log.info("conversation_started", conversation_id=str(conversation_id), resend=not start.created)
+    if not as_json:
+        return redirect(url)
+    body = {
+        "conversation_id": str(conversation_id),
+        "url": url,
+        "message_id": str(start.user_message.id),
+        "reply_id": str(start.reply.id) if start.reply else None,
+    }
+    return JsonResponse(body, status=201 if start.created else 200)
+
+
+async def _on_runtime_loop(call):
+    """`await call(runtime)` on the runtime's loop, in a context of its own.
+
+    A reply the runtime starts here must outlive the request. Two things of the
+    request would otherwise go with it: its event loop (Django runs an async view
+    on a loop of its own, ending with the request, when a sync-only middleware
+    is in the chain) and its context variables, which carry asgiref's
+    per-request thread executor (a task started from them fails its next
+    database call once the response is sent: "CurrentThreadExecutor already
+    quit"). So the call is scheduled on the runtime's loop with an empty context.
+    """
+    runtime = get_runtime()
+    loop = runtime.loop
+    if loop is None or not loop.is_running():
+        loop = asyncio.get_running_loop()  # not started yet (tests): it starts on this loop
+    done: concurrent.futures.Future = concurrent.futures.Future()
+
+    async def run():
+        await runtime.ensure_started()
+        return await call(runtime)
+
+    def begin() -> None:
+        task = loop.create_task(run())
+        task.add_done_callback(lambda finished: _settle(done, finished))
+
+    loop.call_soon_threadsafe(begin, context=contextvars.Context())
+    return await asyncio.wrap_future(done)
+
+
+def _settle(done: concurrent.futures.Future, task: asyncio.Task) -> None:
+    if task.cancelled():
+        done.cancel()
+    elif task.exception() is not None:
+        done.set_exception(task.exception())
+    else:
+        done.set_result(task.result())
+
+
+async def _runtime_state(runtime) -> tuple[bool, str]:
+    return runtime.accepting, runtime.channel
+
+
+def _first_send(user, fields: dict, worker: str) -> services.ReplyStart:
+    model = default_model_for(user=user, offered=policy.allowed_models(user, available_models()))
+    return services.conversation_start(owner=user, worker=worker, model=model, **fields)
+
+
+def _new_chat_page(
+    request: HttpRequest, *, error: str = "", content: str = "", status: int = 200
+) -> HttpResponse:
+    context = {
+        **sidebar_context(request, archived=False),
+        "provider_status": llm.provider_status(),
+        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "client_id": uuid.uuid4(),
+        "error": error,
+        "content": content,
+    }
+    return render(request, "conversations/new.html", context, status=status)
+
+
+async def _refused(request: HttpRequest, as_json: bool, code: str, message: str, status: int) -> HttpResponse:
+    if as_json:
+        return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    content = request.POST.get("content", "")
+    return await sync_to_async(_new_chat_page)(request, error=message, content=content, status=status)
 
 
 @never_cache
@@ -283,14 +410,6 @@ def conversation_list_fragment(request: HttpRequest) -> HttpResponse:
 
 
 # --- helpers -------------------------------------------------------------------
-
-
-def _conversation_start(request: HttpRequest) -> Conversation:
-    """A new conversation with the owner's default model (while the provider offers it)."""
-    model = default_model_for(
-        user=request.user, offered=policy.allowed_models(request.user, available_models())
-    )
-    return services.conversation_create(owner=request.user, model=model)
 
 
 def sidebar_context(request: HttpRequest, *, archived: bool, current_id: uuid.UUID | None = None) -> dict:

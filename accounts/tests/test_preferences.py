@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from django.urls import reverse
 
 from accounts.models import Profile
 from conversations import llm, views
+from conversations.llm import reset_provider
 from conversations.models import Conversation
 
 pytestmark = pytest.mark.django_db
@@ -18,6 +20,14 @@ pytestmark = pytest.mark.django_db
 def _models(monkeypatch):
     monkeypatch.setattr(views, "available_models", lambda: ["small-model", "large-model"])
     monkeypatch.setattr(llm, "provider_status", lambda: {"configured": True, "reason": ""})
+
+
+@pytest.fixture
+def fake_provider(settings):
+    settings.LLM_PROVIDER = "fake"
+    reset_provider()
+    yield
+    reset_provider()
 
 
 @pytest.fixture
@@ -78,17 +88,21 @@ def test_too_long_custom_instructions_are_refused(client, ada, settings):
     assert save(client, custom_instructions="x" * 21).status_code == 400
 
 
-def test_new_conversations_start_with_the_default_model(client, ada):
+def first_send(user):
+    """What POST /c/new/ writes (without starting the runtime): the conversation of a first message."""
+    start = views._first_send(user, {"content": "hello", "client_id": uuid.uuid4()}, "test-worker")
+    return Conversation.objects.get(pk=start.user_message.conversation_id)
+
+
+def test_new_conversations_start_with_the_default_model(client, ada, fake_provider):
     save(client, default_model="small-model")
-    client.post(reverse("conversation-new"))
-    assert Conversation.objects.get(owner=ada).model == "small-model"
+    assert first_send(ada).model == "small-model"
 
 
-def test_a_default_the_provider_no_longer_offers_is_not_used(client, ada, monkeypatch):
+def test_a_default_the_provider_no_longer_offers_is_not_used(client, ada, monkeypatch, fake_provider):
     save(client, default_model="small-model")
     monkeypatch.setattr(views, "available_models", lambda: ["large-model"])
-    client.post(reverse("conversation-new"))
-    assert Conversation.objects.get(owner=ada).model == ""
+    assert first_send(ada).model == ""
 
 
 def test_preferences_need_a_signed_in_user_and_a_post(client, ada):

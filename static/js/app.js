@@ -13,6 +13,7 @@ import { setupHeader } from "./header.js";
 import { History } from "./history.js";
 import { setupMenus } from "./menu.js";
 import { setupMessageCopy } from "./messagecopy.js";
+import { startNewChat } from "./newchat.js";
 import { keepPinned } from "./scroll.js";
 import { setupSearchShortcut, setupStopShortcut } from "./shortcuts.js";
 import { setupSidebar } from "./sidebar.js";
@@ -29,6 +30,7 @@ setupSearchShortcut();
 
 const main = document.getElementById("main");
 if (main && main.dataset.socketPath) startChat(main);
+else if (main && main.dataset.newUrl) startNewChat(main);
 
 function startChat(root) {
   const list = document.getElementById("messages");

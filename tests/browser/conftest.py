@@ -51,6 +51,10 @@ PHONE = {"width": 390, "height": 844}
 HISTORY_PAGE = 6
 
 expect.set_options(timeout=10_000)
+# Where a signed-in person lands: their latest conversation, or the new-chat page.
+CHAT_OR_NEW = re.compile(r".*/c/(new|[0-9a-f-]{36})/$")
+# The live server's environment (its database), for `live_orm`.
+LIVE_ENV: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(items):
@@ -135,6 +139,8 @@ def live(tmp_path_factory) -> Iterator[Live]:
             timeout=120,
         )
         log_dir = tmp_path_factory.mktemp("browser-servers")
+        LIVE_ENV.clear()
+        LIVE_ENV.update(env)
         with daphne(env, log_dir=log_dir, name="browser") as server:
             yield Live(server=server, env=env, database_url=live_database_url)
     finally:
@@ -287,7 +293,7 @@ def sign_up(page: Page, base_url: str, username: str) -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url(re.compile(r".*/c/[0-9a-f-]{36}/$"))
+    page.wait_for_url(CHAT_OR_NEW)
 
 
 @pytest.fixture(scope="session")
@@ -334,13 +340,47 @@ def wait_connected(page: Page) -> None:
     expect(page.locator("#connection")).to_have_attribute("data-state", "open")
 
 
+def live_orm(code: str) -> str:
+    """Run `code` in `manage.py shell` on the live server's database; what it printed last."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **LIVE_ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def new_chat(page: Page, base_url: str) -> str:
-    """Open a new conversation and wait for its socket; returns its URL."""
-    page.goto(f"{base_url}/")
-    page.get_by_role("button", name="New chat").click()
-    page.wait_for_url(re.compile(r".*/c/[0-9a-f-]{36}/$"))
+    """An empty conversation of the signed-in user, opened, its socket open; returns its URL.
+
+    The app stores a conversation only with its first message (New chat opens
+    /c/new/, see `open_new_chat`); tests of the conversation page before any
+    message seed the row through the ORM, as an old empty conversation would be.
+    """
+    page.goto(f"{base_url}/c/new/")
+    username = (page.locator(".sidebar__user").text_content() or "").strip()
+    conversation_id = live_orm(
+        "from django.contrib.auth import get_user_model\n"
+        "from conversations.models import Conversation\n"
+        f"owner = get_user_model().objects.get(username={username!r})\n"
+        "print(Conversation.objects.create(owner=owner).id)\n"
+    )
+    page.goto(f"{base_url}/c/{conversation_id}/")
     wait_connected(page)
     return page.url
+
+
+def open_new_chat(page: Page, base_url: str) -> None:
+    """Click New chat: the empty composer page, nothing stored yet."""
+    page.goto(f"{base_url}/")
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_url(re.compile(r".*/c/new/(\?.*)?$"))
+    expect(composer(page)).to_be_focused()
 
 
 def composer(page: Page):

@@ -3,16 +3,24 @@ pins, and live search with snippets, in Chromium against the live server."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import uuid
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import DESKTOP, PHONE, screenshot, sign_up
-from tests.servers import ROOT
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    composer,
+    last_reply,
+    live_orm,
+    open_new_chat,
+    screenshot,
+    send,
+    sign_up,
+    wait_connected,
+)
 
 # Rows are made with the ORM in a `manage.py shell` on the live server's database:
 # the same models and defaults as the app, whatever columns other work adds.
@@ -54,13 +62,6 @@ chat("Tax questions", ("user", "Which receipts do I keep?"), ("assistant", "Keep
 """
 
 
-def live_orm(live, code: str) -> None:
-    env = {**os.environ, **live.env}
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, timeout=60
-    )
-
-
 def new_person(browser, live, problems, viewport=DESKTOP, scheme="light"):
     """A fresh account (so its history holds only what the test makes), signed in."""
     context = browser.new_context(viewport=viewport, color_scheme=scheme)
@@ -85,9 +86,10 @@ def scroll_sidebar_to_the_end(page) -> None:
     raise AssertionError("the sidebar kept offering more pages")
 
 
+@pytest.mark.timeout(300)  # 150 rows made through the ORM, then three pages scrolled
 def test_all_150_conversations_are_reachable_from_the_sidebar_grouped_by_date(browser, live, problems):
     context, page, username = new_person(browser, live, problems)
-    live_orm(live, SEED_150.format(username=username))
+    live_orm(SEED_150.format(username=username))
     page.reload()
     items = page.locator("#conversation-list .conversation-item")
     expect(items.first).to_be_visible()
@@ -110,7 +112,7 @@ def test_all_150_conversations_are_reachable_from_the_sidebar_grouped_by_date(br
 
 def test_pin_puts_a_conversation_first_and_unpin_returns_it(browser, live, problems):
     context, page, username = new_person(browser, live, problems)
-    live_orm(live, SEED_150.format(username=username))
+    live_orm(SEED_150.format(username=username))
     page.reload()
     old = page.locator(".conversation-item", has_text="History 020")
     old.hover()
@@ -133,7 +135,7 @@ def test_pin_puts_a_conversation_first_and_unpin_returns_it(browser, live, probl
 
 def test_live_search_shows_highlighted_snippets_without_reloading(browser, live, problems):
     context, page, username = new_person(browser, live, problems)
-    live_orm(live, SEED_SEARCH.format(username=username))
+    live_orm(SEED_SEARCH.format(username=username))
     page.reload()
     page.evaluate("window.notReloaded = true")
     search = page.get_by_label("Search conversations")
@@ -163,7 +165,7 @@ def test_live_search_shows_highlighted_snippets_without_reloading(browser, live,
 def test_screenshots_of_the_history_sidebar(browser, live, problems):
     """Desktop 1366 and 390 px, light and dark: artifacts/screenshots/history-*.png."""
     context, page, username = new_person(browser, live, problems)
-    live_orm(live, SEED_150.format(username=username) + SEED_SEARCH.format(username=username))
+    live_orm(SEED_150.format(username=username) + SEED_SEARCH.format(username=username))
     page.reload()
     page.locator(".conversation-item", has_text="History 002").hover()
     page.get_by_role("button", name="Pin History 002").click()
@@ -186,5 +188,66 @@ def test_screenshots_of_the_history_sidebar(browser, live, problems):
             view.get_by_label("Search conversations").press_sequentially("tagliatelle")
             expect(view.locator(".conversation-item__snippet mark").first).to_be_visible()
             screenshot(view, f"history-search-{name}-{scheme}")
+            shot.close()
+    assert not problems.errors and not problems.dialogs
+
+
+def conversations_of(username: str) -> int:
+    return int(
+        live_orm(
+            "from conversations.models import Conversation\n"
+            f"print(Conversation.objects.filter(owner__username={username!r}).count())\n"
+        )
+    )
+
+
+def test_three_new_chat_clicks_store_nothing_and_the_first_message_creates_the_chat(browser, live, problems):
+    context, page, username = new_person(browser, live, problems)
+    for _ in range(3):
+        open_new_chat(page, live.url)
+    assert conversations_of(username) == 0
+    expect(page.locator("#conversation-list .conversation-item")).to_have_count(0)
+    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
+
+    # A reply of a few seconds, as a model's would be: the conversation page opens while it is written.
+    send(page, "[[tokens:60]][[slow:40]]Plan a picnic for Saturday")
+    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    wait_connected(page)
+    expect(page.locator(".message--user .message__body")).to_have_text(
+        "[[tokens:60]][[slow:40]]Plan a picnic for Saturday"
+    )
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=20_000)
+    assert len(last_reply(page).locator(".message__body").inner_text().split()) >= 30
+    assert conversations_of(username) == 1
+    # It is titled (by the model, else from its first words) and listed under Today, open.
+    expect(page.locator("#conversation-title")).not_to_have_text("New conversation")
+    today = page.locator('section[data-group="today"]')
+    expect(today.locator("[aria-current=page]")).to_have_count(1)
+    context.close()
+    assert not problems.errors and not problems.dialogs
+
+
+def test_a_refused_first_message_stays_in_the_box_and_stores_nothing(browser, live, problems):
+    problems.allow(r"status of 400")  # the refusal itself, as the browser logs every 4xx
+    context, page, username = new_person(browser, live, problems)
+    open_new_chat(page, live.url)
+    # A lone surrogate cannot be stored: the server refuses it with a reason.
+    composer(page).evaluate("(box) => { box.value = 'broken \\ud800 text'; }")
+    composer(page).press("Enter")
+    expect(page.locator("#composer-error")).to_contain_text("cannot be stored")
+    expect(page).to_have_url(re.compile(r"/c/new/\??$"))
+    assert conversations_of(username) == 0
+    context.close()
+    assert not problems.errors and not problems.dialogs
+
+
+def test_screenshots_of_the_new_chat_page(browser, account, live, problems):
+    for scheme in ("light", "dark"):
+        for name, viewport in (("desktop", {"width": 1366, "height": 800}), ("phone", PHONE)):
+            shot = browser.new_context(viewport=viewport, storage_state=str(account), color_scheme=scheme)
+            view = problems.watch(shot.new_page())
+            view.goto(f"{live.url}/c/new/")
+            expect(composer(view)).to_be_focused()
+            screenshot(view, f"new-chat-{name}-{scheme}")
             shot.close()
     assert not problems.errors and not problems.dialogs

@@ -47,7 +47,7 @@ def test_logout_in_another_tab_ends_the_session_on_the_page(browser, live, probl
     try:
         page = problems.watch(context.new_page())
         sign_up(page, live.url, f"leaver-{uuid.uuid4().hex[:8]}")
-        wait_connected(page)
+        new_chat(page, live.url)  # a conversation page, its socket open
 
         other = problems.watch(context.new_page())
         other.goto(f"{live.url}/")

@@ -73,7 +73,11 @@ def test_default_model_applies_to_new_conversations_and_instructions_are_kept(br
     page.reload()
     expect(page.get_by_label("Default model")).to_have_value("fake-model")
     expect(page.get_by_label("Custom instructions")).to_have_value("Answer like a pirate.")
+    # The first message of a new chat creates the conversation, with the default model.
     page.get_by_role("button", name="New chat").click()
+    page.wait_for_url(re.compile(r".*/c/new/"))
+    page.get_by_label("Message", exact=True).fill("[[echo]]hello")
+    page.get_by_label("Message", exact=True).press("Enter")
     page.wait_for_url(re.compile(r".*/c/[0-9a-f-]{36}/$"))
     page.get_by_text("Options", exact=True).click()
     expect(page.get_by_label("Model", exact=True)).to_have_value("fake-model")
