@@ -111,15 +111,17 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
     form = FirstMessageForm(data if isinstance(data, dict) or not as_json else None)
     if not form.is_valid():
         message = " ".join(e for errors in form.errors.values() for e in errors) or "Send a message."
-        return await _refused(request, as_json, "invalid", message, 400)
+        return await _new_chat_refused(request, as_json, "invalid", message, 400)
     accepting, worker = await _on_runtime_loop(_runtime_state)
     if not accepting:
-        return await _refused(request, as_json, "unavailable", "This server is restarting; send again.", 503)
+        return await _new_chat_refused(
+            request, as_json, "unavailable", "This server is restarting; send again.", 503
+        )
     user = await request.auser()
     try:
         start = await database_sync_to_async(_first_send)(user, form.cleaned_data, worker)
     except services.SendRefused as refused:
-        return await _refused(
+        return await _new_chat_refused(
             request, as_json, refused.code, refused.message, _REFUSAL_STATUS.get(refused.code, 400)
         )
     if start.created:
@@ -200,7 +202,9 @@ def _new_chat_page(
     return render(request, "conversations/new.html", context, status=status)
 
 
-async def _refused(request: HttpRequest, as_json: bool, code: str, message: str, status: int) -> HttpResponse:
+async def _new_chat_refused(
+    request: HttpRequest, as_json: bool, code: str, message: str, status: int
+) -> HttpResponse:
     if as_json:
         return JsonResponse({"error": {"code": code, "message": message}}, status=status)
     content = request.POST.get("content", "")

@@ -1,5 +1,9 @@
-"""New chat stores nothing; the first message creates the conversation (POST /c/new/),
-and the runtime streams its reply from the request's process."""
+"""New chat stores nothing; the first message creates the conversation (POST /c/new/).
+
+Here: what is refused before any reply starts, and `services.conversation_start`.
+The whole flow, the runtime streaming the first reply on a live daphne, is in
+tests/browser/test_history.py (three New chat clicks, the first message, a refusal).
+"""
 
 from __future__ import annotations
 
@@ -100,40 +104,6 @@ async def test_home_of_someone_with_no_conversation_opens_the_new_chat_page_and_
     assert await Conversation.objects.filter(owner=user).acount() == 0
 
 
-async def test_first_message_creates_the_conversation_and_its_reply_streams_to_the_end():
-    user, client = await signed_in()
-    response = await post_first(client, "[[echo]]the first words")
-    assert response.status_code == 201
-    data = response.json()
-    conversation = await Conversation.objects.aget(owner=user)
-    assert data["conversation_id"] == str(conversation.id)
-    assert data["url"] == reverse("conversation", args=[conversation.id])
-    first = await Message.objects.aget(pk=data["message_id"])
-    assert (first.role, first.content, first.parent_id) == ("user", "[[echo]]the first words", None)
-    reply = await reply_done(data["reply_id"])
-    assert (reply.status, reply.content, reply.parent_id) == ("complete", "the first words", first.id)
-
-
-async def test_a_conversation_without_a_model_title_is_titled_from_its_first_message():
-    _, client = await signed_in()
-    data = (await post_first(client, "[[echo]]plan a trip to Lisbon in May")).json()
-    await reply_done(data["reply_id"])
-    # Without model titles the first words are written with the final reply, in one hop.
-    conversation = await Conversation.objects.aget(pk=data["conversation_id"])
-    assert conversation.title.startswith("[[echo]]plan a trip")
-
-
-async def test_a_resend_with_the_same_client_id_makes_no_second_conversation():
-    user, client = await signed_in()
-    client_id = str(uuid.uuid4())
-    first = await post_first(client, client_id=client_id)
-    again = await post_first(client, client_id=client_id)
-    assert (first.status_code, again.status_code) == (201, 200)
-    assert again.json()["conversation_id"] == first.json()["conversation_id"]
-    assert await Conversation.objects.filter(owner=user).acount() == 1
-    await reply_done(first.json()["reply_id"])
-
-
 async def test_an_empty_or_malformed_first_message_stores_nothing():
     user, client = await signed_in()
     for body in (
@@ -151,22 +121,44 @@ async def test_an_empty_or_malformed_first_message_stores_nothing():
     assert await Conversation.objects.filter(owner=user).acount() == 0
 
 
-async def test_a_refused_first_send_leaves_no_conversation_behind(settings):
-    settings.CHAT_MESSAGES_PER_MINUTE = 0
-    user, client = await signed_in()
-    response = await post_first(client)
-    assert response.status_code == 429
-    assert response.json()["error"]["code"] == "rate_limited"
-    assert await Conversation.objects.filter(owner=user).acount() == 0
+# --- services.conversation_start (the write behind POST /c/new/) ---------------------
 
 
-async def test_a_plain_form_post_without_javascript_opens_the_new_conversation():
-    user, client = await signed_in()
-    response = await client.post(
-        reverse("conversation-new"), {"content": "[[echo]]no script", "client_id": str(uuid.uuid4())}
+def start(user, client_id=None, content="hello"):
+    from conversations import services
+
+    return services.conversation_start(
+        owner=user, content=content, client_id=client_id or uuid.uuid4(), worker="test-worker"
     )
-    conversation = await Conversation.objects.aget(owner=user)
-    assert response.status_code == 302
-    assert response["Location"] == reverse("conversation", args=[conversation.id])
-    reply = await Message.objects.aget(conversation=conversation, role="assistant")
-    await reply_done(str(reply.id))
+
+
+def test_the_first_message_makes_the_conversation_its_message_and_a_streaming_reply():
+    user = make_user("ada")
+    begun = start(user, content="plan a trip")
+    conversation = Conversation.objects.get(owner=user)
+    assert begun.created and begun.user_message.conversation_id == conversation.id
+    assert (begun.user_message.content, begun.user_message.parent_id) == ("plan a trip", None)
+    assert (begun.reply.status, begun.reply.parent_id, begun.reply.worker) == (
+        "streaming",
+        begun.user_message.id,
+        "test-worker",
+    )
+
+
+def test_a_resend_with_the_same_client_id_finds_the_same_conversation():
+    user = make_user("ada")
+    client_id = uuid.uuid4()
+    first, again = start(user, client_id), start(user, client_id)
+    assert not again.created and again.reply.id == first.reply.id
+    assert Conversation.objects.filter(owner=user).count() == 1
+
+
+def test_a_refused_first_send_leaves_no_conversation_behind(settings):
+    from conversations import services
+
+    settings.CHAT_MESSAGES_PER_MINUTE = 0
+    user = make_user("ada")
+    with pytest.raises(services.SendRefused) as refused:
+        start(user)
+    assert refused.value.code == "rate_limited"
+    assert not Conversation.objects.filter(owner=user).exists()

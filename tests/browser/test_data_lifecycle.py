@@ -9,7 +9,7 @@ import zipfile
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import DESKTOP, PASSWORD, screenshot, sign_up
+from tests.browser.conftest import DESKTOP, PASSWORD, new_chat, screenshot, sign_up
 
 
 def test_download_my_data_then_delete_my_account(browser, live, problems, tmp_path):
@@ -17,7 +17,7 @@ def test_download_my_data_then_delete_my_account(browser, live, problems, tmp_pa
     page = problems.watch(context.new_page())
     username = f"leaving-{uuid.uuid4().hex[:8]}"
     sign_up(page, live.url, username)
-    conversation_id = re.search(r"/c/([0-9a-f-]{36})/", page.url).group(1)
+    conversation_id = re.search(r"/c/([0-9a-f-]{36})/", new_chat(page, live.url)).group(1)
 
     page.goto(f"{live.url}/settings/")
     section = page.get_by_role("region", name="Your data")
