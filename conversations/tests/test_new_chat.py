@@ -7,118 +7,56 @@ tests/browser/test_history.py (three New chat clicks, the first message, a refus
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import HttpCommunicator
 from django.urls import reverse
 
-from conversations.models import Conversation, Message
-from conversations.tests.conftest import make_user, session_cookie
+from conversations.models import Conversation
+from conversations.tests.conftest import make_user
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_llm")]
 
 db = database_sync_to_async
 
 
-CSRF = "a" * 32  # a CSRF secret the test sends as both cookie and header
+@pytest.fixture
+def ada(client):
+    user = make_user("ada")
+    client.force_login(user)
+    return user
 
 
-class Client:
-    """Requests through the real ASGI application, as daphne serves them (a thread
-    context per request, CSRF enforced), signed in by session cookie."""
-
-    def __init__(self, cookie: bytes) -> None:
-        self.cookie = cookie + b"; csrftoken=" + CSRF.encode()
-
-    async def request(self, method: str, path: str, body: bytes = b"", content_type: str = "") -> Response:
-        from chatplatform.asgi import application
-
-        headers = [(b"host", b"localhost"), (b"cookie", self.cookie), (b"x-csrftoken", CSRF.encode())]
-        if content_type:
-            headers.append((b"content-type", content_type.encode()))
-        communicator = HttpCommunicator(application, method, path, body=body, headers=headers)
-        answer = await communicator.get_response(timeout=30)
-        return Response(answer)
-
-    async def get(self, path: str) -> Response:
-        return await self.request("GET", path)
-
-    async def post(self, path: str, body, content_type: str = "application/json") -> Response:
-        if isinstance(body, dict):
-            body, content_type = urlencode(body).encode(), "application/x-www-form-urlencoded"
-        return await self.request(
-            "POST", path, body if isinstance(body, bytes) else body.encode(), content_type
-        )
-
-
-class Response:
-    def __init__(self, answer: dict) -> None:
-        self.status_code = answer["status"]
-        self.content = answer["body"]
-        self.headers = {k.decode().lower(): v.decode() for k, v in answer["headers"]}
-
-    def __getitem__(self, name: str) -> str:
-        return self.headers[name.lower()]
-
-    def json(self):
-        return json.loads(self.content)
-
-
-async def signed_in(username: str = "alice"):
-    user = await db(make_user)(username)
-    return user, Client(await db(session_cookie)(user))
-
-
-async def post_first(client, content: str = "[[echo]]hello there", client_id: str | None = None):
-    body = {"content": content, "client_id": client_id or str(uuid.uuid4())}
-    return await client.post(reverse("conversation-new"), json.dumps(body))
-
-
-async def reply_done(reply_id: str, timeout: float = 10) -> Message:
-    async with asyncio.timeout(timeout):
-        while True:
-            reply = await Message.objects.aget(pk=reply_id)
-            if reply.is_final:
-                return reply
-            await asyncio.sleep(0.05)
-
-
-async def test_new_chat_page_stores_nothing_however_often_it_is_opened():
-    user, client = await signed_in()
+def test_new_chat_page_stores_nothing_however_often_it_is_opened(client, ada):
     for _ in range(3):
-        response = await client.get(reverse("conversation-new"))
+        response = client.get(reverse("conversation-new"))
         assert response.status_code == 200
         assert b'id="composer-input"' in response.content
-    assert await Conversation.objects.filter(owner=user).acount() == 0
+    assert not Conversation.objects.filter(owner=ada).exists()
 
 
-async def test_home_of_someone_with_no_conversation_opens_the_new_chat_page_and_stores_nothing():
-    user, client = await signed_in()
-    response = await client.get(reverse("home"))
-    assert response["Location"] == reverse("conversation-new")
-    assert await Conversation.objects.filter(owner=user).acount() == 0
+def test_home_of_someone_with_no_conversation_opens_the_new_chat_page_and_stores_nothing(client, ada):
+    assert client.get(reverse("home"))["Location"] == reverse("conversation-new")
+    assert not Conversation.objects.filter(owner=ada).exists()
 
 
-async def test_an_empty_or_malformed_first_message_stores_nothing():
-    user, client = await signed_in()
+def test_an_empty_or_malformed_first_message_stores_nothing(client, ada):
+    url = reverse("conversation-new")
     for body in (
         {"content": "   ", "client_id": str(uuid.uuid4())},
         {"content": "hi"},
         ["not", "an", "object"],
     ):
-        response = await client.post(
-            reverse("conversation-new"), json.dumps(body), content_type="application/json"
-        )
+        response = client.post(url, json.dumps(body), content_type="application/json")
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid"
-    response = await client.post(reverse("conversation-new"), "{not json")
-    assert response.status_code == 400
-    assert await Conversation.objects.filter(owner=user).acount() == 0
+    assert client.post(url, "{not json", content_type="application/json").status_code == 400
+    # Without JavaScript: the page again, with the reason, and the text kept.
+    response = client.post(url, {"content": "   ", "client_id": str(uuid.uuid4())})
+    assert response.status_code == 400 and b"The message is empty." in response.content
+    assert not Conversation.objects.filter(owner=ada).exists()
 
 
 # --- services.conversation_start (the write behind POST /c/new/) ---------------------
