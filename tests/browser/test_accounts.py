@@ -432,7 +432,7 @@ def test_a_fresh_install_asks_for_the_admin_account_once_with_the_token_from_the
     page.get_by_label("Setup token").fill(token)
     page.get_by_role("button", name="Create the admin account").click()
     page.wait_for_url(CHAT_URL)
-    wait_connected(page)
+    expect(page.get_by_label("Message", exact=True)).to_be_visible()  # the new-chat page
     page.goto(f"{fresh_install.url}/admin/")
     expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
 
