@@ -84,7 +84,8 @@ def test_tokens_are_counted_with_the_models_own_tokenizer(local):
 
 async def test_stop_ends_generation_within_one_token_and_the_next_request_starts(local):
     first = local.stream(
-        ask("Write a very long story about a dragon and a castle."), options=GenerationOptions(max_tokens=200)
+        ask("Write a very long story about a dragon and a castle."),
+        options=GenerationOptions(max_tokens=200, temperature=0.0),  # greedy: a long reply, every run
     )
     second = local.stream(ask("Name a color."), options=GenerationOptions(max_tokens=4))
 
@@ -118,7 +119,8 @@ async def test_stop_ends_generation_within_one_token_and_the_next_request_starts
 
 async def test_cancelling_the_consuming_task_ends_the_model_loop(local):
     stream = local.stream(
-        ask("Count from one to one hundred in words."), options=GenerationOptions(max_tokens=200)
+        ask("Count from one to one hundred in words."),
+        options=GenerationOptions(max_tokens=200, temperature=0.0),  # greedy: a long reply, every run
     )
     seen = []
 
