@@ -154,7 +154,8 @@ def test_a_reply_lists_its_sources_as_numbered_citations_that_open_on_the_passag
 
 def test_a_long_pdf_shows_its_reading_progress_on_the_chip(page, live):
     new_chat(page, live.url)
-    pages = [f"Page {n}. {FILLER}" for n in range(1, 401)]  # read page by page: a few seconds
+    # Read page by page: a few seconds even on a quiet machine (the chip polls every 0.6 s).
+    pages = [f"Page {n}. {FILLER * 4}" for n in range(1, 501)]
     attach_files(
         page,
         {"name": "annual minutes.pdf", "mimeType": "application/pdf", "buffer": samples.pdf_bytes(pages)},
@@ -165,4 +166,4 @@ def test_a_long_pdf_shows_its_reading_progress_on_the_chip(page, live):
     expect(chip.locator(".chip__progress")).to_be_visible()
     screenshot(page, "documents-chip-reading")
     expect(chip).to_have_attribute("data-status", "ready", timeout=60_000)
-    expect(chip.locator(".chip__status")).to_have_text("Ready · 400 pages")
+    expect(chip.locator(".chip__status")).to_have_text("Ready · 500 pages")
