@@ -50,6 +50,7 @@ class Reply:
             self.message_id, publish=self._publish, send_to=runtime.sockets.send_to, initial=job.initial_text
         )
         self.task: asyncio.Task | None = None
+        self.final_event: dict | None = None  # the final state's envelope, once written
         self.stopped_by: str | None = None  # "user" (cancelled) or "shutdown" (interrupted)
         self._streaming = True  # False once the reply is being finished: too late to stop
         self._last_checkpoint = time.monotonic()
@@ -172,6 +173,8 @@ class Reply:
         if message is None:  # the row vanished (conversation deleted mid-reply)
             return
         event_type, payload = events.reply_final(message, sources=self.job.sources)
+        # From here a sync is answered with the final state, not the relay's text.
+        self.final_event = events.envelope(event_type, **payload)
         await self._publish(event_type, **payload)
         final.record(
             self.job, outcome, provider=self.provider, first_token_at=self.first_token_at, finished=finished

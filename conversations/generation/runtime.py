@@ -184,8 +184,7 @@ class Runtime:
         message_id = str(message_id)
         local = self.replies.get(message_id)
         if local is not None and str(local.job.conversation_id) == str(conversation_id):
-            self.sockets.forget_members(events.group_name(conversation_id))  # the asker may be new
-            await local.relay.answer_sync(reply_channel, offset)
+            await self._answer_sync(local, reply_channel, offset)
             return True
         message = await database_sync_to_async(
             Message.objects.filter(pk=message_id, conversation_id=conversation_id).first
@@ -301,8 +300,16 @@ class Runtime:
                 {"type": "generation.ack", "request_id": request["request_id"], "known": reply is not None},
             )
         elif kind == "generation.sync" and reply is not None:
-            self.sockets.forget_members(events.group_name(reply.job.conversation_id))
-            await reply.relay.answer_sync(request["reply"], int(request["offset"]))
+            await self._answer_sync(reply, request["reply"], int(request["offset"]))
+
+    async def _answer_sync(self, reply: Reply, channel: str, offset: int) -> None:
+        """A running reply's missing text, or, once it is written, its final state
+        (the reply stays here a moment after, for its title)."""
+        if reply.final_event is not None:
+            await self.sockets.send_to(channel, reply.final_event)
+            return
+        self.sockets.forget_members(events.group_name(reply.job.conversation_id))  # the asker may be new
+        await reply.relay.answer_sync(channel, offset)
 
     # --- background --------------------------------------------------------------
 

@@ -244,3 +244,16 @@ async def test_replies_still_running_after_the_grace_period_are_interrupted_with
     assert reply.status == "interrupted"
     assert reply.content and reply.content == failed["content"]
     await socket.close()
+
+
+async def test_a_sync_after_the_final_state_gets_it_while_the_reply_still_writes_its_title(fake_llm):
+    fake_llm.CHAT_TITLE_FROM_MODEL = True  # the reply's task goes on to ask the model for a title
+    fake_llm.LLM_FAKE_TTFT = 0.5
+    _, _, socket = await _chat()
+    reply_id = await _send(socket)
+    final = await socket.receive_until("message.completed", timeout=10)
+    assert reply_id in get_runtime().replies  # still titling
+    await socket.send({"type": "sync", "message_id": reply_id, "offset": 0})
+    again = await socket.receive_until("message.completed", timeout=5)
+    assert (again["message_id"], again["content"]) == (reply_id, final["content"])
+    await socket.close()
