@@ -1,4 +1,4 @@
-"""Search a person's conversations: titles, and the messages on each conversation's current path.
+"""Search a person's conversations: titles, and the text of every message in every branch.
 
 PostgreSQL: full-text search (`to_tsvector` / `to_tsquery`, every word a
 prefix so results come while a word is still being typed), ranked with
@@ -6,8 +6,13 @@ prefix so results come while a word is still being typed), ranked with
 (SQLite): `icontains`, newest first. The snippet is cut in Python around the
 best message's first match, the same on both.
 
-A message matches only when it is on its conversation's current path
-(`Conversation.visible_message_ids`): a hit always opens where it can be read.
+Every message counts, in whichever branch it lives (an older version after an
+edit, regenerate or retry included). A hit names its best message, and its link
+(`/c/<id>/?m=<message id>`) opens the branch through that message
+(`versions.hit_branch`), so every hit can be read where it was written. Among
+hits of equal rank in one conversation the newest wins, which is usually the
+version on the shown branch. A search costs the same few queries whatever it
+finds: no branch is walked here.
 
 Snippets and titles come back as HTML: the text escaped, matches wrapped in
 `<mark>`, nothing else.
@@ -32,8 +37,7 @@ from conversations.models import Conversation, Message
 SEARCH_CONFIG = "english"
 # At most this many words of a query count.
 MAX_TERMS = 8
-# The best-ranked message hits looked at per query; each distinct conversation
-# among them costs one read of its path.
+# The best-ranked message hits looked at per query.
 CANDIDATE_MESSAGES = 300
 # A title match counts this much more than a match in a message.
 TITLE_WEIGHT = 2.0
@@ -144,19 +148,15 @@ def _scored_plain(*, user, query: str, archived: bool):
 
 
 def _merge(title_scores: dict[uuid.UUID, float], message_hits: list[tuple[uuid.UUID, uuid.UUID, float]]):
-    """(score, conversation, best message id on its path) for every conversation that matched.
+    """(score, conversation, best message id) for every conversation that matched.
 
-    `message_hits` come best first, so the first hit on a conversation's path is its best.
+    `message_hits` come best first (newest first among equals), so a conversation's
+    first hit is its best, in whichever branch it is.
     """
     by_id = Conversation.objects.in_bulk({c for _, c, _ in message_hits} | set(title_scores))
-    paths: dict[uuid.UUID, set[uuid.UUID]] = {}
     best: dict[uuid.UUID, tuple[float, uuid.UUID]] = {}
     for message_id, conversation_id, rank in message_hits:
-        if conversation_id in best or conversation_id not in by_id:
-            continue
-        if conversation_id not in paths:
-            paths[conversation_id] = set(by_id[conversation_id].visible_message_ids())
-        if message_id in paths[conversation_id]:
+        if conversation_id not in best and conversation_id in by_id:
             best[conversation_id] = (rank, message_id)
     scored = []
     for conversation_id in set(best) | set(title_scores):

@@ -60,18 +60,29 @@ def conversation_get(*, user, conversation_id: uuid.UUID | str) -> Conversation:
 
 
 def conversation_history(
-    *, conversation: Conversation, before: uuid.UUID | str | None = None, limit: int | None = None
+    *,
+    conversation: Conversation,
+    before: uuid.UUID | str | None = None,
+    limit: int | None = None,
+    leaf: uuid.UUID | None = None,
+    showing: uuid.UUID | None = None,
 ) -> tuple[list[Message], bool]:
-    """A page of the visible branch, oldest first, ending just before `before`
-    (or at the newest message). Returns (messages, has_earlier)."""
+    """A page of the visible branch (or of the branch ending at `leaf`), oldest first,
+    ending just before `before` (or at the newest message). Returns (messages, has_earlier).
+
+    `showing` (a search hit) is on the page: when it is older than the last page,
+    the page starts at it and runs to the end of the branch.
+    """
     limit = limit or settings.CHAT_HISTORY_PAGE
-    ids = conversation.visible_message_ids()
+    ids = conversation.visible_message_ids(leaf=leaf)
     if before is not None:
         try:
             ids = ids[: ids.index(uuid.UUID(str(before)))]
         except ValueError:
             ids = []
     page = ids[-limit:]
+    if showing is not None and showing in ids and showing not in page:
+        page = ids[ids.index(showing) :]
     messages = messages_in_order(conversation=conversation, ids=page)
     return messages, len(ids) > len(page)
 

@@ -54,7 +54,7 @@ from conversations.selectors import (
     conversation_page,
     messages_in_order,
 )
-from conversations.versions import VersionRefused, version_show
+from conversations.versions import VersionRefused, hit_branch, version_show
 from documents.selectors import attachment_list
 
 log = structlog.get_logger(__name__)
@@ -216,12 +216,21 @@ async def _new_chat_refused(
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-    messages, has_earlier = conversation_history(conversation=conversation)
+    # A search hit (`?m=<message id>`) opens the branch it lives in. The GET only
+    # shows it; the page's script remembers the choice (POST version/, see lld.md).
+    hit_id = _uuid_param(request.GET.get("m", ""))
+    hit = hit_branch(conversation=conversation, message_id=hit_id) if hit_id else None
+    messages, has_earlier = conversation_history(
+        conversation=conversation,
+        leaf=hit.leaf_id if hit else None,
+        showing=hit.message_id if hit and not hit.busy else None,
+    )
     context = {
         **sidebar_context(request, archived=False, current_id=conversation.id),
         "conversation": conversation,
         "messages": messages,
         "has_earlier": has_earlier,
+        "hit": hit,
         "settings_form": _settings_form(conversation, user=request.user),
         "rename_form": RenameForm(initial={"title": conversation.title}),
         "provider_status": llm.provider_status(),
@@ -520,6 +529,16 @@ def _history_after(conversation: Conversation, after: str) -> tuple[list[Message
         messages, has_earlier = conversation_history(conversation=conversation)
         return messages, has_earlier, True
     return messages_in_order(conversation=conversation, ids=newer), True, False
+
+
+def _uuid_param(value: str) -> uuid.UUID | None:
+    """A UUID from a query parameter in its canonical 36-character form; None for anything else."""
+    if len(value) != 36:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def _wants_json(request: HttpRequest) -> bool:

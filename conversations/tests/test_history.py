@@ -218,14 +218,27 @@ def test_search_snippet_marks_the_match_and_escapes_the_rest(alice):
     assert set(re.findall(r"</?(\w+)", hit.snippet_html)) == {"mark"}
 
 
-def test_search_ignores_text_on_branches_that_are_not_shown(alice):
+def test_search_finds_text_in_a_hidden_branch_and_names_that_message(alice):
     conversation = rows.conversation(alice, title="Branches")
-    asked, _ = rows.exchange(conversation, "tell me about volcanoes", "Old answer about zebras.")
+    asked, old = rows.exchange(conversation, "tell me about volcanoes", "Old answer about zebras.")
     # A regeneration: a new reply to the same question is now the current path.
-    rows.message(conversation, "New answer about giraffes.", role=Message.Role.ASSISTANT, parent=asked)
-    assert conversation_search(user=alice, query="zebras") == ([], False)
+    new = rows.message(conversation, "New answer about giraffes.", role=Message.Role.ASSISTANT, parent=asked)
+    (hit,), _ = conversation_search(user=alice, query="zebras")
+    assert (hit.conversation, hit.message_id) == (conversation, old.id)
+    assert "<mark>zebras</mark>" in hit.snippet_html
     (hit,), _ = conversation_search(user=alice, query="giraffes")
-    assert hit.conversation == conversation
+    assert (hit.conversation, hit.message_id) == (conversation, new.id)
+
+
+def test_search_costs_the_same_queries_however_many_conversations_match(alice, django_assert_max_num_queries):
+    for i in range(8):
+        conversation = rows.conversation(alice, title=f"Trip {i}")
+        asked, _ = rows.exchange(conversation, f"packing list {i}", "Take a compass.")
+        rows.message(conversation, "Take a map.", role=Message.Role.ASSISTANT, parent=asked)
+    # Titles, messages, their conversations, the snippets' text.
+    with django_assert_max_num_queries(4):
+        hits, _ = conversation_search(user=alice, query="compass")
+    assert len(hits) == 8
 
 
 def test_search_never_finds_another_users_words(alice):
@@ -270,6 +283,13 @@ def test_search_fragment_shows_results_with_snippets(client, alice):
     html = response.content.decode()
     assert 'id="group-results"' in html
     assert "<mark>pasta</mark>" in html
+    reply = conversation.messages.get(role=Message.Role.USER)
+    assert f'href="/c/{conversation.id}/?q=pasta&amp;m={reply.id}"' in html
+
+
+def test_a_title_only_hit_links_to_the_conversation(client, alice):
+    conversation = rows.conversation(alice, title="Pasta plans")
+    html = client.get(reverse("conversation-list"), {"q": "pasta"}).content.decode()
     assert f'href="/c/{conversation.id}/?q=pasta"' in html
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from conversations.exports import conversation_to_dict, conversation_to_markdown
@@ -181,3 +185,108 @@ def test_exports_carry_the_shown_path_and_json_can_carry_every_branch(forked, cl
     assert len(everything) == 7
     by_id = {x["id"]: x for x in everything}
     assert by_id[str(m["a1b"].id)]["parent_id"] == str(m["q1"].id)
+
+
+# --- a search hit opens the branch it lives in (`/c/<id>/?m=<message id>`) -----------------
+
+
+def open_hit(client, conversation, message_id) -> str:
+    response = client.get(reverse("conversation", args=[conversation.id]), {"m": str(message_id)})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def shown(html: str) -> list[str]:
+    """Ids of the messages in the page's transcript (not its templates for live messages)."""
+    transcript = html[html.index('id="messages"') : html.index('id="messages-empty"')]
+    return re.findall(r'<article class="message[^"]*" data-message-id="([0-9a-f-]+)"', transcript)
+
+
+def test_a_hit_in_a_hidden_branch_is_shown_in_its_branch_and_the_get_changes_nothing(forked, client):
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    html = open_hit(client, conversation, m["q2"].id)
+    assert shown(html) == [str(m[k].id) for k in ("q1", "a1", "q2", "a2")]
+    assert re.search(rf'class="message message--user message--hit" data-message-id="{m["q2"].id}"', html)
+    assert f'data-hit="{m["q2"].id}"' in html
+    assert f'data-show-version="{m["q2"].id}"' in html  # the page's script remembers it
+    fresh = Conversation.objects.get(pk=conversation.pk)
+    assert (fresh.current_leaf_id, fresh.branch_chosen_at) == (None, None)
+    assert contents(conversation)[-1] == "new continuation"
+
+
+def test_after_the_pages_post_a_reload_shows_the_hits_branch(forked, client):
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    html = open_hit(client, conversation, m["q2"].id)
+    target = re.search(r'data-show-version="([0-9a-f-]+)"', html).group(1)
+    client.post(reverse("conversation-version", args=[conversation.id]), {"message_id": target})
+    html = client.get(reverse("conversation", args=[conversation.id])).content.decode()
+    assert shown(html) == [str(m[k].id) for k in ("q1", "a1", "q2", "a2")]
+
+
+def test_a_hit_on_the_shown_branch_is_marked_without_a_switch(forked, client):
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    html = open_hit(client, conversation, m["q1"].id)
+    assert shown(html) == [str(m[k].id) for k in ("q1", "a1b", "q3", "a3")]
+    assert f'data-hit="{m["q1"].id}"' in html
+    assert "data-show-version" not in html
+
+
+@pytest.mark.parametrize("hit", ["foreign", "unknown", "not-a-uuid", "{uuid-in-braces}"])
+def test_a_foreign_unknown_or_malformed_hit_is_ignored(forked, client, hit):
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    theirs = rows.conversation(rows.user("mallory"))
+    foreign = rows.message(theirs, "not yours")
+    value = {
+        "foreign": str(foreign.id),
+        "unknown": str(uuid.uuid4()),
+        "not-a-uuid": "x" * 5000,
+        "{uuid-in-braces}": "{" + str(m["q2"].id) + "}",
+    }[hit]
+    response = client.get(reverse("conversation", args=[conversation.id]), {"m": value})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert shown(html) == [str(m[k].id) for k in ("q1", "a1b", "q3", "a3")]
+    assert "data-hit" not in html and "message--hit" not in html and "not yours" not in html
+
+
+def test_a_hit_of_another_conversation_of_ones_own_is_ignored(forked, client):
+    conversation, _ = forked
+    client.force_login(conversation.owner)
+    other = rows.conversation(conversation.owner)
+    elsewhere = rows.message(other, "elsewhere")
+    html = open_hit(client, conversation, elsewhere.id)
+    assert "data-hit" not in html and "elsewhere" not in html
+
+
+def test_a_hit_while_a_reply_is_written_stays_on_the_shown_branch_and_says_why(forked, client):
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    Message.objects.filter(pk=m["a3"].id).update(status=Message.Status.STREAMING)
+    html = open_hit(client, conversation, m["q2"].id)
+    assert shown(html) == [str(m[k].id) for k in ("q1", "a1b", "q3", "a3")]
+    assert "data-show-version" not in html
+    assert "This match is in another version of the conversation" in html
+
+
+def test_a_hit_older_than_the_last_page_starts_the_page_at_it(forked, client, settings):
+    settings.CHAT_HISTORY_PAGE = 2
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    html = open_hit(client, conversation, m["a1"].id)
+    assert shown(html) == [str(m[k].id) for k in ("a1", "q2", "a2")]
+    assert 'id="load-earlier" hidden' not in html  # q1 is still one "Load earlier" away
+
+
+def test_opening_a_hit_costs_at_most_two_more_queries(forked, client):
+    conversation, m = forked
+    client.force_login(conversation.owner)
+    url = reverse("conversation", args=[conversation.id])
+    with CaptureQueriesContext(connection) as plain:
+        client.get(url)
+    with CaptureQueriesContext(connection) as hit:
+        client.get(url, {"m": str(m["q2"].id)})
+    assert len(hit) - len(plain) <= 2

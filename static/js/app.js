@@ -15,6 +15,7 @@ import { setupMenus } from "./menu.js";
 import { setupMessageCopy } from "./messagecopy.js";
 import { startNewChat } from "./newchat.js";
 import { keepPinned } from "./scroll.js";
+import { openSearchHit } from "./searchhit.js";
 import { setupSearchShortcut, setupStopShortcut } from "./shortcuts.js";
 import { setupSidebar } from "./sidebar.js";
 import { setupSidebarList } from "./sidebarlist.js";
@@ -134,6 +135,10 @@ function startChat(root) {
   setupStopShortcut({ stop: () => composer.stop() });
   setupHeader();
   enhanceForms(root, { onSaved: applyConversation });
-  socket.start();
   composer.focus();
+  // A search hit in another branch is remembered before the socket's catch-up
+  // asks the server for the branch it shows.
+  openSearchHit(root, list, { pinned, versionUrl: root.dataset.versionUrl, onError: showError }).finally(() =>
+    socket.start(),
+  );
 }

@@ -40,6 +40,10 @@ export function keepPinned(scroller, content, jumpButton = null) {
   });
   toBottom();
   return {
+    /** Stop following the newest message (the reader is taken to an older one). */
+    unpin() {
+      pinned = false;
+    },
     pin() {
       pinned = true;
       toBottom();

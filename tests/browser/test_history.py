@@ -15,11 +15,14 @@ from tests.browser.conftest import (
     composer,
     last_reply,
     live_orm,
+    new_chat,
     open_new_chat,
+    open_tab,
     screenshot,
     send,
     sign_up,
     wait_connected,
+    wait_reply_done,
 )
 
 # Rows are made with the ORM in a `manage.py shell` on the live server's database:
@@ -160,6 +163,44 @@ def test_live_search_shows_highlighted_snippets_without_reloading(browser, live,
     expect(page.locator(".message--assistant .message__body")).to_contain_text("salted boiling water")
     context.close()
     assert not problems.errors and not problems.dialogs
+
+
+def test_a_search_hit_in_an_older_version_opens_that_version_and_stays_after_a_reload(
+    page, context, problems, live
+):
+    word = f"quokka{uuid.uuid4().hex[:8]}"  # only the old branch has it
+    url = new_chat(page, live.url)
+    send(page, f"[[echo]]tell me about the {word}")
+    wait_reply_done(page)
+    question = page.locator(".message--user").first
+    question.get_by_role("button", name="Edit").click()
+    page.get_by_label("Edit message").fill("[[echo]]tell me about the wombat")
+    page.get_by_role("button", name="Save and send").click()
+    expect(wait_reply_done(page).locator(".message__body")).to_have_text("tell me about the wombat")
+    expect(question.locator(".versions__count")).to_have_text("2 / 2")
+    other = open_tab(context, problems, url)
+
+    page.get_by_label("Search conversations").press_sequentially(word)
+    hit = page.locator('section[data-group="results"] .conversation-item__link')
+    expect(hit).to_have_count(1)
+    expect(hit.locator(".conversation-item__snippet mark")).to_have_text(word)
+    hit.click()
+
+    old_texts = [f"[[echo]]tell me about the {word}"]
+    expect(page.locator(".message--user .message__body")).to_have_text(old_texts)
+    expect(last_reply(page).locator(".message__body")).to_have_text(f"tell me about the {word}")
+    expect(page.locator(".message--user").first.locator(".versions__count")).to_have_text("1 / 2")
+    expect(page.locator(".message--hit")).to_have_count(1)
+    expect(page.locator(".message--hit")).to_be_in_viewport()
+    # Remembered on the server: the address stops naming the hit, and a reload and the
+    # other tab show the same version.
+    expect(page).to_have_url(re.compile(r".*/c/[0-9a-f-]{36}/\?q=" + word + "$"))
+    expect(other.locator(".message--user .message__body")).to_have_text(old_texts)
+    screenshot(page, "history-search-hit-in-older-version-desktop-light")
+    page.reload()
+    wait_connected(page)
+    expect(page.locator(".message--user .message__body")).to_have_text(old_texts)
+    expect(page.locator(".message--user").first.locator(".versions__count")).to_have_text("1 / 2")
 
 
 def test_screenshots_of_the_history_sidebar(browser, live, problems):
