@@ -99,6 +99,8 @@ def live(tmp_path_factory) -> Iterator[Live]:
         "CHATPLATFORM_IGNORE_DOTENV": "1",
         "APP_ENV": "test",
         "DEBUG": "false",
+        # The site's settings and URLs plus one URL that raises (the real 500 page).
+        "DJANGO_SETTINGS_MODULE": "tests.browser.live_settings",
         "DATABASE_URL": live_database_url,
         "REDIS_URL": redis_url,
         "SIGNUP_MODE": "open",
@@ -413,3 +415,12 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+def expire_the_form(page: Page) -> None:
+    """On /settings/: post the preferences without a CSRF token (as after signing out and
+    in elsewhere), so the server answers with its "form expired" 403 page."""
+    page.locator("#preferences-form input[name=csrfmiddlewaretoken]").evaluate("(input) => input.remove()")
+    page.context.clear_cookies(name="csrftoken")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("heading", name="That form could not be sent")).to_be_visible()

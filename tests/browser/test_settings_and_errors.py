@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 import uuid
 
-from django.test import RequestFactory
-from django.views.defaults import server_error
 from playwright.sync_api import expect
 
-from tests.browser.conftest import CHAT_OR_NEW, PHONE, screenshot, sign_up
+from tests.browser.conftest import CHAT_OR_NEW, PHONE, expire_the_form, screenshot, sign_up
+from tests.browser.live_urls import SERVER_ERROR_PATH
 
 WIDE = {"width": 1366, "height": 800}
 DARK_BG = "rgb(21, 23, 28)"  # --bg of the dark theme
@@ -97,21 +96,34 @@ def test_a_missing_page_is_a_designed_404_with_a_way_home(page, live, problems):
 def test_an_expired_form_is_a_designed_403(page, live, problems):
     problems.allow(r"status of 403 \(Forbidden\)")
     page.goto(f"{live.url}/settings/")
-    # The CSRF token is gone (as after signing out and in elsewhere): the post is refused.
-    page.locator("#preferences-form input[name=csrfmiddlewaretoken]").evaluate("(input) => input.remove()")
-    page.context.clear_cookies(name="csrftoken")
-    page.get_by_role("button", name="Save preferences").click()
-    expect(page.get_by_role("heading", name="That form could not be sent")).to_be_visible()
+    expire_the_form(page)
     expect(page.get_by_role("link", name="Go to your conversations")).to_be_visible()
     assert styled(page)
 
 
+def test_a_page_one_may_not_open_is_a_designed_403(page, live, problems):
+    problems.allow(r"status of 403 \(Forbidden\)")
+    page.goto(f"{live.url}/admin/")  # signed in, but not staff
+    expect(page.get_by_role("heading", name="You cannot open this page")).to_be_visible()
+    assert styled(page)
+    page.get_by_role("link", name="Go to your conversations").click()
+    expect(page).to_have_url(CHAT_OR_NEW)
+
+
+def test_a_server_error_is_the_designed_500_with_a_way_home(page, live, problems):
+    problems.allow(r"status of 500 \(Internal Server Error\)")
+    response = page.goto(f"{live.url}/{SERVER_ERROR_PATH}")
+    assert response is not None and response.status == 500
+    expect(page.get_by_role("heading", name="Something went wrong on our side")).to_be_visible()
+    assert styled(page)
+    page.get_by_role("link", name="Go to your conversations").click()
+    expect(page).to_have_url(CHAT_OR_NEW)
+
+
 def test_screenshots_of_settings_and_error_pages(browser, account, live, problems):
-    """Desktop 1366 and 390 px, light and dark: artifacts/screenshots/{settings,error-*}.png."""
-    # The 500 page as the server renders it with no request and no database,
-    # served at a URL of the live site so its stylesheet loads.
-    html_500 = server_error(RequestFactory().get("/")).content.decode()
-    problems.allow(r"status of (404 \(Not Found\)|500 \(Internal Server Error\))")
+    """Desktop 1366 and 390 px, light and dark: artifacts/screenshots/{settings,error-*}.png
+    (error-403, error-404, error-500), each page as the live server answers it."""
+    problems.allow(r"status of (403 \(Forbidden\)|404 \(Not Found\)|500 \(Internal Server Error\))")
     for scheme in ("light", "dark"):
         for name, viewport in (("desktop", WIDE), ("phone", PHONE)):
             context = browser.new_context(viewport=viewport, storage_state=str(account), color_scheme=scheme)
@@ -123,11 +135,11 @@ def test_screenshots_of_settings_and_error_pages(browser, account, live, problem
             expect(view.get_by_role("heading", name="This page does not exist")).to_be_visible()
             assert styled(view)
             screenshot(view, f"error-404-{name}-{scheme}")
-            view.route(
-                f"{live.url}/boom/",
-                lambda route: route.fulfill(status=500, body=html_500, content_type="text/html"),
-            )
-            view.goto(f"{live.url}/boom/")
+            view.goto(f"{live.url}/admin/")
+            expect(view.get_by_role("heading", name="You cannot open this page")).to_be_visible()
+            assert styled(view)
+            screenshot(view, f"error-403-{name}-{scheme}")
+            view.goto(f"{live.url}/{SERVER_ERROR_PATH}")
             expect(view.get_by_role("heading", name="Something went wrong on our side")).to_be_visible()
             assert styled(view) and background(view) == (DARK_BG if scheme == "dark" else LIGHT_BG)
             screenshot(view, f"error-500-{name}-{scheme}")
