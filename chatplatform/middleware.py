@@ -1,10 +1,13 @@
-"""Request context (request id, user id, access log) and the Content-Security-Policy."""
+"""Request context (request id, user id, access log), the Content-Security-Policy, and the
+reader's time zone for display."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+import zoneinfo
+from functools import cache
 from urllib.parse import urlsplit
 
 import structlog
@@ -12,6 +15,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import resolve_url
+from django.utils import timezone
 
 from chatplatform import tracing
 from ops import metrics
@@ -139,3 +143,48 @@ class SessionEndedJsonMiddleware(HybridMiddleware):
 
     async def __acall__(self, request: HttpRequest):
         return self._answer(request, await self.get_response(request))
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def display_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The IANA zone called `name`, or None for anything that is not one of them
+    (a cookie is the browser's word: only names the system's zone database lists)."""
+    if not name or len(name) > 64 or name not in _known_zones():
+        return None
+    return zoneinfo.ZoneInfo(name)
+
+
+class TimeZoneMiddleware(HybridMiddleware):
+    """Render dates in the reader's time zone: the one their browser names in the
+    `TIME_ZONE_COOKIE` cookie (set by static/js/timezone.js), else TIME_ZONE (UTC).
+
+    For display only (the sidebar's date groups, server-rendered times): quotas,
+    the daily budget's midnight and everything stored stay in UTC.
+    """
+
+    def _activate(self, request: HttpRequest) -> None:
+        zone = display_zone(request.COOKIES.get(settings.TIME_ZONE_COOKIE, ""))
+        if zone is None:
+            timezone.deactivate()
+        else:
+            timezone.activate(zone)
+
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        self._activate(request)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
+
+    async def __acall__(self, request: HttpRequest):
+        self._activate(request)
+        try:
+            return await self.get_response(request)
+        finally:
+            timezone.deactivate()

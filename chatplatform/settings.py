@@ -119,6 +119,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "chatplatform.middleware.SessionEndedJsonMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "chatplatform.middleware.TimeZoneMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -219,6 +220,9 @@ LOGOUT_REDIRECT_URL = "login"
 # Backends are set with the accounts settings below (axes first, then passwords, then SSO).
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The cookie in which the page's script names the browser's time zone; dates are
+# shown in it (chatplatform.middleware.TimeZoneMiddleware), nothing else uses it.
+TIME_ZONE_COOKIE = "tz"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"

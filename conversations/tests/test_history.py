@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -14,6 +15,7 @@ from conversations import llm, views
 from conversations.models import Conversation, Message
 from conversations.search import conversation_search, highlight
 from conversations.selectors import conversation_page, date_group
+from conversations.services import SendRefused, check_can_generate
 from conversations.tests import rows
 
 pytestmark = pytest.mark.django_db
@@ -127,6 +129,78 @@ def test_a_page_is_grouped_in_order(alice):
     page = conversation_page(user=alice)
     assert [g.label for g in page.groups][:4] == ["Today", "Yesterday", "Previous 7 days", "Previous 30 days"]
     assert re.fullmatch(r"\w+ \d{4}", page.groups[4].label)
+
+
+# --- the reader's time zone -----------------------------------------------------------------
+
+AUCKLAND = ZoneInfo("Pacific/Auckland")
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+
+
+def straddling(zone: ZoneInfo) -> tuple[datetime, str, str]:
+    """A moment of the last day that falls on a different day in `zone` than in UTC, now:
+    (moment, its group key in `zone`, its group key in UTC). Whatever the time of day."""
+    now = timezone.now()
+    zone_midnight = datetime.combine(now.astimezone(zone).date(), time(), tzinfo=zone)
+    utc_midnight = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
+    early, late = sorted([zone_midnight, utc_midnight])
+    moment = early + (late - early) / 2  # after one midnight, before the other
+    in_zone = "today" if moment >= zone_midnight else "yesterday"
+    return moment, in_zone, "yesterday" if in_zone == "today" else "today"
+
+
+def group_of(page, title: str) -> str:
+    return next(g.key for g in page.groups for c in g.conversations if c.title == title)
+
+
+@pytest.mark.parametrize("zone", [AUCKLAND, LOS_ANGELES], ids=str)
+def test_groups_follow_the_readers_day_not_utcs(alice, zone):
+    moment, in_zone, in_utc = straddling(zone)
+    conversation = rows.conversation(alice, title="evening chat")
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=moment)
+    with timezone.override(zone):
+        assert group_of(conversation_page(user=alice), "evening chat") == in_zone
+    assert group_of(conversation_page(user=alice), "evening chat") == in_utc
+
+
+def test_the_zone_cookie_groups_the_page_and_the_fragments_it_fetches(client, alice, settings):
+    settings.CHAT_SIDEBAR_PAGE = 1
+    moment, in_zone, in_utc = straddling(AUCKLAND)
+    for title in ("older", "evening chat"):
+        conversation = rows.conversation(alice, title=title)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=moment)
+        moment += timedelta(seconds=1)
+    client.cookies[settings.TIME_ZONE_COOKIE] = "Pacific/Auckland"
+    html = client.get(reverse("conversation-new")).content.decode()
+    assert 'data-time-zone="Pacific/Auckland"' in html
+    assert f'data-group="{in_zone}"' in html and f'data-group="{in_utc}"' not in html
+    # The next page of the sidebar, fetched as a fragment.
+    next_url = re.search(r'data-next-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    fragment = client.get(next_url)
+    assert fragment_titles(fragment) == ["older"]
+    assert f'data-group="{in_zone}"' in fragment.content.decode()
+
+
+@pytest.mark.parametrize("cookie", ["Mars/Olympus_Mons", "../../../etc/passwd", "UTC" * 40, ""])
+def test_a_zone_cookie_that_names_no_zone_is_utc(client, alice, settings, cookie):
+    moment, _, in_utc = straddling(AUCKLAND)
+    conversation = rows.conversation(alice, title="evening chat")
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=moment)
+    client.cookies[settings.TIME_ZONE_COOKIE] = cookie
+    html = client.get(reverse("conversation-list")).content.decode()
+    assert f'data-group="{in_utc}"' in html
+
+
+def test_the_daily_budget_still_renews_at_midnight_utc_whatever_the_readers_zone(alice, fake_llm):
+    fake_llm.CHAT_DAILY_TOKEN_BUDGET = 100
+    utc_midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    rows.usage(alice, at=utc_midnight - timedelta(minutes=1), prompt_tokens=1000)  # UTC's yesterday
+    conversation = rows.conversation(alice)
+    with timezone.override(AUCKLAND):
+        check_can_generate(user_id=alice.pk, conversation=conversation)
+        rows.usage(alice, at=utc_midnight + timedelta(minutes=1), prompt_tokens=1000)
+        with pytest.raises(SendRefused, match="midnight UTC"):
+            check_can_generate(user_id=alice.pk, conversation=conversation)
 
 
 def test_a_cursor_we_did_not_make_is_refused():

@@ -21,11 +21,14 @@ import { setupSidebar } from "./sidebar.js";
 import { setupSidebarList } from "./sidebarlist.js";
 import { ChatSocket } from "./socket.js";
 import { watchConnection } from "./status.js";
+import { rememberTimeZone } from "./timezone.js";
 import { Transcript } from "./transcript.js";
 import { setupVersions } from "./versions.js";
 
 setupSidebar();
-setupSidebarList();
+const sidebarList = setupSidebarList();
+// First visit (or a new zone): the list was grouped by UTC's day; group it by ours.
+if (rememberTimeZone()) sidebarList?.refresh();
 setupMenus();
 setupSearchShortcut();
 

@@ -135,7 +135,7 @@ export function setupSidebarList() {
     }
   });
 
-  return { loadMore, show };
+  return { loadMore, show, refresh: () => show(query) };
 }
 
 /** Add a page of groups: a group that continues the last one joins it. */

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -201,6 +203,51 @@ def test_a_search_hit_in_an_older_version_opens_that_version_and_stays_after_a_r
     wait_connected(page)
     expect(page.locator(".message--user .message__body")).to_have_text(old_texts)
     expect(page.locator(".message--user").first.locator(".versions__count")).to_have_text("1 / 2")
+
+
+def test_the_sidebar_groups_by_the_browsers_day_in_auckland(browser, live, problems):
+    zone = ZoneInfo("Pacific/Auckland")
+    # A moment on a different day in Auckland than in UTC, whatever the time now: between
+    # the two midnights of the current day (in Auckland "Today" while UTC says
+    # "Yesterday", or the other way round after UTC's noon or so).
+    now = datetime.now(UTC)
+    zone_midnight = datetime.combine(now.astimezone(zone).date(), time(), tzinfo=zone)
+    utc_midnight = datetime.combine(now.date(), time(), tzinfo=UTC)
+    early, late = sorted([zone_midnight, utc_midnight])
+    moment = early + (late - early) / 2
+    in_zone, in_utc = ("today", "yesterday") if moment >= zone_midnight else ("yesterday", "today")
+
+    context = browser.new_context(viewport=DESKTOP, timezone_id="Pacific/Auckland")
+    page = problems.watch(context.new_page())
+    username = f"zone-{uuid.uuid4().hex[:8]}"
+    sign_up(page, live.url, username)
+    live_orm(
+        "from datetime import datetime\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from conversations.models import Conversation\n"
+        f"owner = get_user_model().objects.get(username={username!r})\n"
+        f"at = datetime.fromisoformat({moment.isoformat()!r})\n"
+        "Conversation.objects.create(owner=owner, title='Evening in Auckland', created_at=at, updated_at=at)\n"
+    )
+
+    def listed_under(group: str):
+        return page.locator(
+            f'section[data-group="{group}"] .conversation-item', has_text="Evening in Auckland"
+        )
+
+    # A first visit: the page comes grouped by UTC's day, the script names the zone
+    # and the list is fetched again, grouped by Auckland's.
+    context.clear_cookies(name="tz")
+    page.goto(f"{live.url}/c/new/")
+    expect(listed_under(in_zone)).to_have_count(1)
+    expect(page.locator(f'section[data-group="{in_utc}"]')).to_have_count(0)
+    # From then on the server groups by it from the start.
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-time-zone", "Pacific/Auckland")
+    expect(listed_under(in_zone)).to_have_count(1)
+    screenshot(page, "history-time-zone-auckland-desktop-light")
+    context.close()
+    assert not problems.errors and not problems.dialogs
 
 
 def test_screenshots_of_the_history_sidebar(browser, live, problems):
