@@ -117,10 +117,16 @@ class Conversation(models.Model):
     def shown_leaf_id(self, rows: list[tuple[uuid.UUID, uuid.UUID | None, datetime]]) -> uuid.UUID:
         """The leaf of the shown branch among `rows` (id, parent_id, created_at; oldest first)."""
         newest_id, _, newest_at = rows[-1]
+        return self.shown_leaf(newest_id, newest_at)
+
+    def shown_leaf(self, newest_id: uuid.UUID | None, newest_at: datetime | None) -> uuid.UUID | None:
+        """The leaf of the shown branch, given the conversation's newest message: the
+        chosen leaf (a message of this conversation: the version switch sets only
+        those, and deleting it clears the pointer) unless a newer message exists."""
         chosen = self.current_leaf_id
-        if chosen is None or self.branch_chosen_at is None or newest_at > self.branch_chosen_at:
+        if chosen is None or self.branch_chosen_at is None or newest_at is None:
             return newest_id
-        return chosen if any(row[0] == chosen for row in rows) else newest_id
+        return newest_id if newest_at > self.branch_chosen_at else chosen
 
     def touch(self) -> None:
         Conversation.objects.filter(pk=self.pk).update(updated_at=timezone.now())

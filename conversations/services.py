@@ -6,12 +6,26 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Case, F, TextField, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Subquery,
+    Sum,
+    TextField,
+    UUIDField,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import policy
@@ -78,39 +92,131 @@ class ReplyStart:
     created: bool
 
 
-def check_can_generate(*, user_id: int, conversation: Conversation) -> None:
+@dataclass(frozen=True, slots=True)
+class SendState:
+    """What a send is checked against, read in one statement once its rows are locked."""
+
+    resend_id: uuid.UUID | None  # the message an earlier send with this client_id stored
+    busy: bool  # a reply is being written in this conversation
+    running: int  # the owner's replies being written, in every conversation
+    spent: int  # the owner's tokens since midnight UTC
+    model_granted: bool  # a group of the owner grants the conversation's model
+    limits: policy.Limits
+    newest_id: uuid.UUID | None  # the conversation's newest message: the leaf a send answers
+    newest_at: datetime | None
+
+
+def _lock(conversation_id: uuid.UUID, user) -> Conversation:
+    """The user's conversation and the user's own row (`conversation.owner`), locked in one statement.
+
+    The conversation's settings are read afresh for this send, and sends of one
+    user (from any tab, conversation or process) are checked one after the other.
+    """
+    conversation = (
+        Conversation.objects.select_for_update(of=("self", "owner"))
+        .select_related("owner")
+        .filter(pk=conversation_id, owner=user)
+        .first()
+    )
+    if conversation is None:
+        raise SendRefused("not_found", "No such conversation.")
+    return conversation
+
+
+def _lock_owner(user):
+    """The user's row alone, locked (a new conversation has no row to lock with it)."""
+    return get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+
+
+def send_state(conversation: Conversation, *, client_id: uuid.UUID | None = None) -> SendState:
+    """Everything `check_can_generate` and the send read, in one statement.
+
+    A statement of its own after the locks (not part of the locking one):
+    PostgreSQL evaluates a statement's subqueries in the snapshot taken when
+    it started, so checks read while waiting for a lock would miss the reply
+    the lock's previous holder had just committed.
+    """
+    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    streaming = Message.objects.filter(status=Message.Status.STREAMING).order_by()
+    newest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
+    spent = (
+        UsageEvent.objects.filter(user=OuterRef("owner"), created_at__gte=since)
+        .order_by()
+        .values("user")
+        .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+        .values("tokens")
+    )
+    running = (
+        streaming.filter(conversation__owner=OuterRef("owner"))
+        .values("conversation__owner")
+        .annotate(replies=Count("pk"))
+        .values("replies")
+    )
+    resend = Message.objects.filter(conversation=OuterRef("pk"), client_id=client_id).values("pk")[:1]
+    row = (
+        Conversation.objects.filter(pk=conversation.pk)
+        .annotate(
+            resend_id=Subquery(resend) if client_id else Value(None, output_field=UUIDField()),
+            busy=Exists(streaming.filter(conversation=OuterRef("pk"))),
+            running=Coalesce(Subquery(running), 0),
+            spent=Coalesce(Subquery(spent), 0),
+            newest_id=Subquery(newest.values("pk")[:1]),
+            newest_at=Subquery(newest.values("created_at")[:1]),
+            **policy.send_access(owner="owner", model="model"),
+        )
+        .values(
+            "resend_id",
+            "busy",
+            "running",
+            "spent",
+            "newest_id",
+            "newest_at",
+            "model_granted",
+            "daily_override",
+            "concurrent_override",
+        )
+        .get()
+    )
+    return SendState(
+        resend_id=row["resend_id"],
+        busy=row["busy"],
+        running=row["running"],
+        spent=row["spent"],
+        model_granted=row["model_granted"],
+        limits=policy.limits_from(row["daily_override"], row["concurrent_override"]),
+        newest_id=row["newest_id"],
+        newest_at=row["newest_at"],
+    )
+
+
+def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
     """Model access, rate limit, one reply at a time, concurrent replies and the daily token budget.
 
-    Called inside the send's transaction: the user's row is locked first, so
-    sends of one user (from any tab, conversation or process) are checked
-    one after the other and limits hold under concurrency. Replies still
-    being written reserve LLM_MAX_OUTPUT_TOKENS each against the budget, so
-    concurrent sends cannot together overrun it. The rate limit counts in
-    the cache (Redis when configured), across processes. Model access and the
-    user's own limits come from `accounts.policy` (groups, profile overrides).
+    Called inside the send's transaction with the owner's row locked
+    (`conversation.owner`, see `_lock`) and `state` read after the lock, so
+    limits hold under concurrency. Replies still being written reserve
+    LLM_MAX_OUTPUT_TOKENS each against the budget, so concurrent sends cannot
+    together overrun it. The rate limit counts in the cache (Redis when
+    configured), across processes. Model access and the user's own limits
+    come from `accounts.policy` (groups, profile overrides).
     """
     if get_provider() is None:
         raise SendRefused("no_model", provider_status()["reason"] or "No model is configured.")
-    user = get_user_model().objects.select_for_update().filter(pk=user_id, is_active=True).first()
-    if user is None:
+    owner = conversation.owner
+    if not owner.is_active:
         raise SendRefused("session_ended", "Your session has ended; log in again.")
-    if not policy.model_allowed(user, conversation.model):
+    if not (owner.is_superuser or state.model_granted):
         raise SendRefused(
             "model_not_allowed",
             f"You may not use the model {conversation.model or 'set as default'}; choose another in Options.",
         )
-    limits = policy.user_limits(user)
-    _count_send(user_id)
-    streaming = Message.objects.filter(conversation__owner_id=user_id, status=Message.Status.STREAMING)
-    running = list(streaming.values_list("conversation_id", flat=True))
-    if conversation.pk in running:
+    _count_send(owner.pk)
+    if state.busy:
         raise SendRefused("busy", "A reply is still being written in this conversation; stop it or wait.")
-    if len(running) >= limits.concurrent_replies:
-        raise SendRefused("rate_limited", f"At most {limits.concurrent_replies} replies at once.")
-    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    spent = UsageEvent.objects.totals_for(user, since=since)
-    reserved = len(running) * settings.LLM_MAX_OUTPUT_TOKENS
-    if spent["prompt_tokens"] + spent["completion_tokens"] + reserved >= limits.daily_tokens:
+    if state.running >= state.limits.concurrent_replies:
+        raise SendRefused("rate_limited", f"At most {state.limits.concurrent_replies} replies at once.")
+    reserved = state.running * settings.LLM_MAX_OUTPUT_TOKENS
+    if state.spent + reserved >= state.limits.daily_tokens:
         raise SendRefused("quota_exceeded", "You have used today's token budget; it renews at midnight UTC.")
 
 
@@ -129,21 +235,18 @@ def _count_send(user_id: int) -> None:
         )
 
 
-def _locked_conversation(conversation_id: uuid.UUID, user) -> Conversation:
-    """The user's conversation, re-read and locked: its settings are current for this send."""
-    conversation = Conversation.objects.select_for_update().filter(pk=conversation_id, owner=user).first()
-    if conversation is None:
-        raise SendRefused("not_found", "No such conversation.")
-    return conversation
-
-
-def _start_reply(*, conversation: Conversation, parent: Message, worker: str) -> Message:
+def _new_reply(
+    *, conversation: Conversation, parent_id: uuid.UUID, worker: str, after: datetime | None = None
+) -> Message:
+    """A `streaming` reply row (not saved), newer than `after` (its question) so it sorts after it."""
     now = timezone.now()
-    return Message.objects.create(
+    if after is not None and now <= after:
+        now = after + timedelta(microseconds=1)
+    return Message(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
-        parent=parent,
+        parent_id=parent_id,
         model=conversation.model,
         worker=worker,
         heartbeat_at=now,
@@ -152,10 +255,8 @@ def _start_reply(*, conversation: Conversation, parent: Message, worker: str) ->
     )
 
 
-def _existing_send(conversation: Conversation, client_id: uuid.UUID) -> ReplyStart | None:
-    user_message = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-    if user_message is None:
-        return None
+def _existing_send(conversation: Conversation, client_id: uuid.UUID) -> ReplyStart:
+    user_message = Message.objects.get(conversation=conversation, client_id=client_id)
     reply = user_message.children.filter(role=Message.Role.ASSISTANT).order_by("-created_at").first()
     return ReplyStart(user_message=user_message, reply=reply, created=False)
 
@@ -164,18 +265,21 @@ def _existing_send(conversation: Conversation, client_id: uuid.UUID) -> ReplySta
 def message_send(
     *, conversation_id: uuid.UUID, user, content: str, client_id: uuid.UUID, worker: str
 ) -> ReplyStart:
-    """Store the user's message and a `streaming` reply; idempotent on client_id."""
-    conversation = _locked_conversation(conversation_id, user)
-    existing = _existing_send(conversation, client_id)
-    if existing is not None:
-        return existing
-    check_can_generate(user_id=user.pk, conversation=conversation)
-    visible = conversation.visible_message_ids()
+    """Store the user's message and a `streaming` reply; idempotent on client_id.
+
+    Four statements: the locks, the checks, both messages, the touch
+    (`conversations/tests/test_queries_per_send.py`).
+    """
+    conversation = _lock(conversation_id, user)
+    state = send_state(conversation, client_id=client_id)
+    if state.resend_id is not None:
+        return _existing_send(conversation, client_id)
+    check_can_generate(conversation=conversation, state=state)
     return _ask(
         conversation=conversation,
         content=content,
         client_id=client_id,
-        parent_id=visible[-1] if visible else None,
+        parent_id=conversation.shown_leaf(state.newest_id, state.newest_at),
         worker=worker,
     )
 
@@ -199,8 +303,11 @@ def conversation_start(
     )
     if first is not None:
         return _existing_send(first.conversation, client_id)
-    conversation = Conversation.objects.create(owner=owner, model=model)
-    check_can_generate(user_id=owner.pk, conversation=conversation)
+    locked_owner = _lock_owner(owner)
+    conversation = Conversation.objects.create(owner=locked_owner or owner, model=model)
+    if locked_owner is None:
+        raise SendRefused("session_ended", "Your session has ended; log in again.")
+    check_can_generate(conversation=conversation, state=send_state(conversation))
     return _ask(
         conversation=conversation, content=content, client_id=client_id, parent_id=None, worker=worker
     )
@@ -217,14 +324,14 @@ def message_edit(
     worker: str,
 ) -> ReplyStart:
     """Edit and resend: a new user message beside the old one (a new branch), and its reply."""
-    conversation = _locked_conversation(conversation_id, user)
-    existing = _existing_send(conversation, client_id)
-    if existing is not None:
-        return existing
+    conversation = _lock(conversation_id, user)
+    state = send_state(conversation, client_id=client_id)
+    if state.resend_id is not None:
+        return _existing_send(conversation, client_id)
     target = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.USER).first()
     if target is None:
         raise SendRefused("not_found", "No such message in this conversation.")
-    check_can_generate(user_id=user.pk, conversation=conversation)
+    check_can_generate(conversation=conversation, state=state)
     return _ask(
         conversation=conversation,
         content=content,
@@ -237,14 +344,17 @@ def message_edit(
 @transaction.atomic
 def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
     """A new reply to the same user message: a sibling branch; the old reply stays."""
-    conversation = _locked_conversation(conversation_id, user)
-    target = Message.objects.filter(
-        conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT
-    ).first()
+    conversation = _lock(conversation_id, user)
+    target = (
+        Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT)
+        .select_related("parent")
+        .first()
+    )
     if target is None or target.parent_id is None:
         raise SendRefused("not_found", "No such reply in this conversation.")
-    check_can_generate(user_id=user.pk, conversation=conversation)
-    reply = _start_reply(conversation=conversation, parent=target.parent, worker=worker)
+    check_can_generate(conversation=conversation, state=send_state(conversation))
+    reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
+    reply.save(force_insert=True)
     conversation.touch()
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
@@ -254,7 +364,7 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
 def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
     """Carry on a reply that stopped at the length limit: the same row streams again,
     from the text it has (the runtime sends the model that text to continue)."""
-    conversation = _locked_conversation(conversation_id, user)
+    conversation = _lock(conversation_id, user)
     reply = (
         Message.objects.select_for_update()
         .filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT)
@@ -266,7 +376,7 @@ def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID,
         raise SendRefused(
             "not_continuable", "Only a reply that stopped at the length limit can be continued."
         )
-    check_can_generate(user_id=user.pk, conversation=conversation)
+    check_can_generate(conversation=conversation, state=send_state(conversation))
     now = timezone.now()
     reply.status = Message.Status.STREAMING
     reply.finish_reason = ""
@@ -296,15 +406,19 @@ def _ask(
     parent_id: uuid.UUID | None,
     worker: str,
 ) -> ReplyStart:
-    """The user message and its `streaming` reply (inside the caller's transaction), announced after commit."""
-    user_message = Message.objects.create(
+    """The user message and its `streaming` reply (one INSERT, inside the caller's
+    transaction), announced after commit."""
+    user_message = Message(
         conversation=conversation,
         role=Message.Role.USER,
         content=content,
         client_id=client_id,
         parent_id=parent_id,
     )
-    reply = _start_reply(conversation=conversation, parent=user_message, worker=worker)
+    reply = _new_reply(
+        conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
+    )
+    Message.objects.bulk_create([user_message, reply])
     conversation.touch()
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
@@ -373,34 +487,48 @@ def reply_finish(
     completion_tokens: int,
     ttft_ms: int | None,
     duration_ms: int,
+    source: str = Source.CHAT,
+    api_key_name: str = "",
 ) -> Message | None:
-    """Write the final reply and its UsageEvent, once, in one transaction."""
+    """Write the final reply and its UsageEvent, once, in one transaction (three statements).
+
+    `source` and `api_key_name` are the conversation's (where the call came
+    from: the chat, or an API key), as the job read them. Returns the reply as
+    stored, or None when its row is gone (the conversation was deleted).
+    """
     status, usage_status = _OUTCOME_STATUS[outcome]
     now = timezone.now()
+    final = {
+        "content": content,
+        "status": status,
+        "finish_reason": finish_reason,
+        "error_code": error_code,
+        "error": error,
+        "model": model,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "ttft_ms": ttft_ms,
+        "duration_ms": duration_ms,
+    }
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content,
-        status=status,
-        finish_reason=finish_reason,
-        error_code=error_code,
-        error=error,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        ttft_ms=ttft_ms,
-        duration_ms=duration_ms,
-        worker="",
-        heartbeat_at=None,
-        updated_at=now,
+        **final, worker="", heartbeat_at=None, updated_at=now
     )
-    message = Message.objects.filter(pk=message_id).first()
-    # The call is marked with where its conversation came from (the chat, or an API key).
-    origin = Conversation.objects.filter(pk=conversation_id).values("source", "api_key_name").first()
+    if updated:
+        message = Message(
+            id=message_id, conversation_id=conversation_id, role=Message.Role.ASSISTANT, **final
+        )
+    else:
+        # Marked interrupted by a sweep that thought we were dead (its state is kept),
+        # or deleted with its conversation.
+        message = Message.objects.filter(pk=message_id).first()
+        if message is None and not Conversation.objects.filter(pk=conversation_id).exists():
+            conversation_id = None
     UsageEvent.objects.create(
         user_id=user_id,
-        conversation_id=conversation_id if origin is not None else None,
-        source=origin["source"] if origin is not None else Source.CHAT,
-        api_key_name=origin["api_key_name"] if origin is not None else "",
-        message=message,
+        conversation_id=conversation_id,
+        source=source,
+        api_key_name=api_key_name,
+        message_id=message.id if message is not None else None,
         provider=provider,
         model=model,
         prompt_tokens=prompt_tokens,
@@ -410,10 +538,8 @@ def reply_finish(
         status=usage_status,
         error_code=error_code,
     )
-    if not updated:
-        # Marked interrupted by a sweep that thought we were dead: say so, keep its state.
-        return message
-    Conversation.objects.filter(pk=conversation_id).update(updated_at=now)
+    if updated:
+        Conversation.objects.filter(pk=conversation_id).update(updated_at=now)
     return message
 
 

@@ -59,6 +59,8 @@ async def write_final(job: ReplyJob, outcome: Outcome, *, provider: LLMProvider)
         "completion_tokens": outcome.completion_tokens,
         "ttft_ms": outcome.ttft_ms,
         "duration_ms": outcome.duration_ms,
+        "source": job.source,
+        "api_key_name": job.api_key_name,
     }
     deadline = time.monotonic() + settings.CHAT_STALE_AFTER_SECONDS
     delay = 0.2

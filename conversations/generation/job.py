@@ -12,9 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import Exists, OuterRef, Subquery
 
-from conversations.llm.base import ChatMessage, GenerationOptions, estimate_tokens
-from conversations.models import Message
+from accounts.models import Profile
+from conversations.llm.base import ChatMessage, GenerationOptions
+from conversations.models import Message, Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,9 @@ class ReplyJob:
     options: GenerationOptions = field(default_factory=GenerationOptions)
     # The attachments' passages in the context, as `sources` of `message.completed`.
     sources: tuple[dict, ...] = ()
+    # Where the conversation came from (its usage event says so).
+    source: str = Source.CHAT
+    api_key_name: str = ""
 
     @property
     def first_user_text(self) -> str:
@@ -38,74 +44,99 @@ class ReplyJob:
 
 
 def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) -> ReplyJob | None:
-    """The job of a `streaming` reply, or None when it is no longer streaming."""
+    """The job of a `streaming` reply, or None when it is no longer streaming.
+
+    Two statements (three with attachments): the reply with its conversation,
+    the owner's custom instructions and whether the conversation has
+    documents; then the branch's tail (`branch_tail`).
+    """
+    from documents.models import Attachment
+
     reply = (
-        Message.objects.select_related("conversation", "conversation__owner")
+        Message.objects.select_related("conversation")
         .filter(pk=message_id, status=Message.Status.STREAMING)
+        .annotate(
+            custom_instructions=Subquery(
+                Profile.objects.filter(user=OuterRef("conversation__owner")).values("custom_instructions")[:1]
+            ),
+            has_documents=Exists(Attachment.objects.filter(conversation=OuterRef("conversation"))),
+        )
         .first()
     )
     if reply is None:
         return None
     conversation = reply.conversation
-    ids = conversation.visible_message_ids(leaf=reply.parent_id)
-    history, whole = _branch_tail(ids)
+    history, whole = branch_tail(reply.parent_id) if reply.parent_id else ([], True)
     if reply.content:  # continuing: the model carries on from its own text
         history.append(ChatMessage(role="assistant", content=reply.content))
-    passages = _passages(conversation, history, reply_id=reply.id)
+    passages = _passages(conversation, history, reply_id=reply.id) if reply.has_documents else []
     return ReplyJob(
         message_id=reply.id,
         conversation_id=conversation.id,
         user_id=conversation.owner_id,
         model=conversation.model,
-        system_prompt=_with_passages(_system_prompt(conversation), passages),
+        system_prompt=_with_passages(_system_prompt(reply.custom_instructions, conversation), passages),
         history=tuple(history),
         first_exchange=whole and not conversation.title and sum(m.role == "user" for m in history) == 1,
         initial_text=reply.content,
         options=options or GenerationOptions(),
         sources=tuple(passage.to_source(number) for number, passage in enumerate(passages, start=1)),
+        source=conversation.source,
+        api_key_name=conversation.api_key_name,
     )
 
 
-#: Messages of a branch read per query, newest first (see _branch_tail).
-HISTORY_BATCH = 128
+# The branch ending at a message, walked up its parents by the database, newest
+# first, with the characters of the newer messages before each (a window sum):
+# only the tail that could fit a context comes back.
+_BRANCH_TAIL_SQL = """
+WITH RECURSIVE branch(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM {table} WHERE id = %s
+    UNION ALL
+    SELECT m.id, m.parent_id, branch.depth + 1
+    FROM {table} m JOIN branch ON m.id = branch.parent_id
+    WHERE branch.depth < %s
+),
+walked AS (
+    SELECT m.role, m.content, branch.depth, branch.parent_id IS NULL AS root,
+           SUM(LENGTH(m.content)) OVER (ORDER BY branch.depth ROWS UNBOUNDED PRECEDING)
+               - LENGTH(m.content) AS newer_chars
+    FROM branch JOIN {table} m ON m.id = branch.id
+)
+SELECT role, content, root FROM walked WHERE newer_chars <= %s ORDER BY depth
+"""
+
+#: A branch deeper than this is cut (no conversation gets near it; it bounds the walk).
+MAX_BRANCH_DEPTH = 100_000
 
 
-def _branch_tail(ids: list[uuid.UUID]) -> tuple[list[ChatMessage], bool]:
-    """The newest messages of the branch `ids` (oldest first) that the context window could hold.
+def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
+    """The newest messages of the branch ending at `leaf_id` (oldest first) that the
+    context window could hold, in one statement.
 
-    Reads them newest first, HISTORY_BATCH at a time, and stops once they hold
-    twice LLM_CONTEXT_TOKENS by the four-characters estimate (no model's
-    window is larger, and the margin covers a tokenizer that counts fewer
-    tokens than the estimate): build_context then fits the window from a
-    tail, so a send in a 2,000-message conversation reads ~100 rows, not
-    2,000 (docs/perf.md). Returns (history, whether it is the whole branch).
+    Stops once the newer messages hold twice LLM_CONTEXT_TOKENS by the
+    four-characters estimate (no model's window is larger, and the margin
+    covers a tokenizer that counts fewer tokens than the estimate):
+    build_context then fits the window from a tail, so a send in a
+    2,000-message conversation reads ~70 rows, not 2,000 (docs/perf.md).
+    Returns (history, whether it is the whole branch).
     """
-    enough = 2 * settings.LLM_CONTEXT_TOKENS
-    tail: list[ChatMessage] = []
-    estimated = 0
-    end = len(ids)
-    while end > 0 and estimated <= enough:
-        batch = ids[max(0, end - HISTORY_BATCH) : end]
-        by_id = Message.objects.in_bulk(batch)
-        for message in (by_id[i] for i in reversed(batch) if i in by_id):
-            if message.content and message.role != Message.Role.SYSTEM:
-                tail.append(ChatMessage(role=message.role, content=message.content))
-                estimated += estimate_tokens(message.content)
-        end -= len(batch)
-    tail.reverse()
-    return tail, end == 0
+    enough_chars = 4 * 2 * settings.LLM_CONTEXT_TOKENS
+    table = connection.ops.quote_name(Message._meta.db_table)
+    leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_BRANCH_TAIL_SQL.format(table=table), [leaf, MAX_BRANCH_DEPTH, enough_chars])
+        rows = cursor.fetchall()
+    tail = [
+        ChatMessage(role=role, content=content)
+        for role, content, _ in reversed(rows)
+        if content and role != Message.Role.SYSTEM
+    ]
+    return tail, any(root for _, _, root in rows)
 
 
-def _system_prompt(conversation) -> str:
+def _system_prompt(instructions: str | None, conversation) -> str:
     """The conversation's system prompt, after the owner's custom instructions."""
-    from accounts.models import Profile
-
-    instructions = (
-        Profile.objects.filter(user_id=conversation.owner_id)
-        .values_list("custom_instructions", flat=True)
-        .first()
-        or ""
-    )
     parts = [part.strip() for part in (instructions, conversation.system_prompt) if part and part.strip()]
     return "\n\n".join(parts)
 

@@ -68,6 +68,21 @@ async def test_a_send_costs_a_bounded_number_of_queries_and_none_per_token(setti
     long = await queries_for(200, settings)
 
     assert len(long) == len(short), "a longer reply ran more queries"
-    # 21 today (11 in the send's transaction, 5 for the job with its retrieved passages, 5 for
-    # the final write): a guard against growth; issue 18's target of 5 is not met (docs/perf.md).
-    assert len(short) <= 21, short
+    # 4 in the send's transaction (the locks, the checks, both messages, the touch), 2 for the
+    # job (the reply with its conversation; the branch's tail), 3 for the final write (the
+    # reply, its usage event, the conversation's time). Was 21 (docs/perf.md).
+    assert len(short) == 9, short
+
+
+def test_the_send_itself_is_four_statements(django_assert_num_queries):
+    from conversations import services
+
+    user = make_user("four")
+    services.message_send(  # a first send: what a process caches is loaded
+        conversation_id=make_conversation(user).id, user=user, content="1", client_id=uuid.uuid4(), worker="w"
+    )
+    conversation = make_conversation(user, title="titled already")
+    with django_assert_num_queries(4 + 2):  # and BEGIN, COMMIT
+        services.message_send(
+            conversation_id=conversation.id, user=user, content="2", client_id=uuid.uuid4(), worker="w"
+        )
