@@ -1,8 +1,9 @@
 """What one person may do: which models (by their groups) and how much (their limits).
 
 The picker filters with `allowed_models`; every send (socket and API) reads
-`send_access` within the one statement that checks it
-(`conversations.services.check_can_generate`). Each call reads the database, so
+the same rules (groups' model access, profile overrides through `limits_from`)
+in the one statement that checks it (`conversations/send_state.py`, decided by
+`conversations.services.check_can_generate`). Each call reads the database, so
 a change an admin makes applies to the very next request on every process.
 """
 
@@ -12,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Exists, Expression, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce, NullIf
 
 from accounts.models import ANY_MODEL, GroupModelAccess, Profile
 
@@ -74,25 +73,3 @@ def limits_from(daily_override: int | None, concurrent_override: int | None) -> 
             settings.CHAT_CONCURRENT_REPLIES if concurrent_override is None else concurrent_override
         ),
     )
-
-
-def send_access(*, owner: str, model: str) -> dict[str, Expression]:
-    """This module's rules as subqueries, for the one statement that checks a send.
-
-    `owner` and `model` name the outer query's user id and model fields
-    (`model` blank = the provider's default model). Gives `model_granted`
-    (a group of the owner grants the model or "*"; superusers are granted
-    everything by `model_allowed`'s rule, which the caller applies) and the
-    profile's `daily_override` / `concurrent_override` for `limits_from`.
-    """
-    effective = Coalesce(NullIf(OuterRef(model), Value("")), Value(default_model()))
-    profile = Profile.objects.filter(user=OuterRef(owner))
-    return {
-        "model_granted": Exists(
-            GroupModelAccess.objects.filter(group__user=OuterRef(owner)).filter(
-                Q(model=ANY_MODEL) | Q(model=effective)
-            )
-        ),
-        "daily_override": Subquery(profile.values("daily_token_budget")[:1]),
-        "concurrent_override": Subquery(profile.values("concurrent_replies")[:1]),
-    }

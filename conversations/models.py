@@ -115,18 +115,14 @@ class Conversation(models.Model):
         return path
 
     def shown_leaf_id(self, rows: list[tuple[uuid.UUID, uuid.UUID | None, datetime]]) -> uuid.UUID:
-        """The leaf of the shown branch among `rows` (id, parent_id, created_at; oldest first)."""
-        newest_id, _, newest_at = rows[-1]
-        return self.shown_leaf(newest_id, newest_at)
+        """The leaf of the shown branch among `rows` (id, parent_id, created_at; oldest first).
 
-    def shown_leaf(self, newest_id: uuid.UUID | None, newest_at: datetime | None) -> uuid.UUID | None:
-        """The leaf of the shown branch, given the conversation's newest message: the
-        chosen leaf (a message of this conversation: the version switch sets only
-        those, and deleting it clears the pointer) unless a newer message exists."""
+        The send reads the same rule in SQL (conversations/send_state.py)."""
+        newest_id, _, newest_at = rows[-1]
         chosen = self.current_leaf_id
-        if chosen is None or self.branch_chosen_at is None or newest_at is None:
+        if chosen is None or self.branch_chosen_at is None or newest_at > self.branch_chosen_at:
             return newest_id
-        return newest_id if newest_at > self.branch_chosen_at else chosen
+        return chosen if any(row[0] == chosen for row in rows) else newest_id
 
     def touch(self) -> None:
         Conversation.objects.filter(pk=self.pk).update(updated_at=timezone.now())

@@ -14,18 +14,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import (
     Case,
-    Count,
-    Exists,
     F,
-    OuterRef,
-    Subquery,
-    Sum,
     TextField,
-    UUIDField,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import policy
@@ -33,6 +26,7 @@ from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
 from conversations.rendering import render_markdown, stable_prefix_length
+from conversations.send_state import SendState, read_send_state
 
 TITLE_MAX_CHARS = 200
 
@@ -92,20 +86,6 @@ class ReplyStart:
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class SendState:
-    """What a send is checked against, read in one statement once its rows are locked."""
-
-    resend_id: uuid.UUID | None  # the message an earlier send with this client_id stored
-    busy: bool  # a reply is being written in this conversation
-    running: int  # the owner's replies being written, in every conversation
-    spent: int  # the owner's tokens since midnight UTC
-    model_granted: bool  # a group of the owner grants the conversation's model
-    limits: policy.Limits
-    newest_id: uuid.UUID | None  # the conversation's newest message: the leaf a send answers
-    newest_at: datetime | None
-
-
 def _lock(conversation_id: uuid.UUID, user) -> Conversation:
     """The user's conversation and the user's own row (`conversation.owner`), locked in one statement.
 
@@ -129,63 +109,18 @@ def _lock_owner(user):
 
 
 def send_state(conversation: Conversation, *, client_id: uuid.UUID | None = None) -> SendState:
-    """Everything `check_can_generate` and the send read, in one statement.
+    """Everything `check_can_generate` and the send read, in one statement (send_state.py).
 
     A statement of its own after the locks (not part of the locking one):
     PostgreSQL evaluates a statement's subqueries in the snapshot taken when
     it started, so checks read while waiting for a lock would miss the reply
     the lock's previous holder had just committed.
     """
-    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    streaming = Message.objects.filter(status=Message.Status.STREAMING).order_by()
-    newest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
-    spent = (
-        UsageEvent.objects.filter(user=OuterRef("owner"), created_at__gte=since)
-        .order_by()
-        .values("user")
-        .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
-        .values("tokens")
-    )
-    running = (
-        streaming.filter(conversation__owner=OuterRef("owner"))
-        .values("conversation__owner")
-        .annotate(replies=Count("pk"))
-        .values("replies")
-    )
-    resend = Message.objects.filter(conversation=OuterRef("pk"), client_id=client_id).values("pk")[:1]
-    row = (
-        Conversation.objects.filter(pk=conversation.pk)
-        .annotate(
-            resend_id=Subquery(resend) if client_id else Value(None, output_field=UUIDField()),
-            busy=Exists(streaming.filter(conversation=OuterRef("pk"))),
-            running=Coalesce(Subquery(running), 0),
-            spent=Coalesce(Subquery(spent), 0),
-            newest_id=Subquery(newest.values("pk")[:1]),
-            newest_at=Subquery(newest.values("created_at")[:1]),
-            **policy.send_access(owner="owner", model="model"),
-        )
-        .values(
-            "resend_id",
-            "busy",
-            "running",
-            "spent",
-            "newest_id",
-            "newest_at",
-            "model_granted",
-            "daily_override",
-            "concurrent_override",
-        )
-        .get()
-    )
-    return SendState(
-        resend_id=row["resend_id"],
-        busy=row["busy"],
-        running=row["running"],
-        spent=row["spent"],
-        model_granted=row["model_granted"],
-        limits=policy.limits_from(row["daily_override"], row["concurrent_override"]),
-        newest_id=row["newest_id"],
-        newest_at=row["newest_at"],
+    return read_send_state(
+        conversation,
+        since=timezone.now().replace(hour=0, minute=0, second=0, microsecond=0),
+        default_model=policy.default_model(),
+        client_id=client_id,
     )
 
 
@@ -279,7 +214,7 @@ def message_send(
         conversation=conversation,
         content=content,
         client_id=client_id,
-        parent_id=conversation.shown_leaf(state.newest_id, state.newest_at),
+        parent_id=state.leaf_id,
         worker=worker,
     )
 

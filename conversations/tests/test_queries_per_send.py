@@ -31,8 +31,9 @@ def counting_queries():
 
     def counted(original):
         def wrapper(self, sql, *args, **kwargs):
-            with lock:
-                statements.append(str(sql).split(" WHERE ")[0][:160])
+            if not str(sql).startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # SQLite's are statements
+                with lock:
+                    statements.append(str(sql).split(" WHERE ")[0][:160])
             return original(self, sql, *args, **kwargs)
 
         return wrapper
