@@ -25,9 +25,9 @@ from django.conf import settings
 from chatplatform import tracing
 from conversations import events, selectors, services
 from conversations.generation import get_runtime
-from conversations.generation.runtime import parallel_hop
+from conversations.generation.runtime import parallel_hop, stored_with_job
 from conversations.models import is_storable_text
-from conversations.services import ReplyStart, SendRefused
+from conversations.services import SendRefused
 from documents.selectors import sources_of
 from ops import metrics
 
@@ -187,11 +187,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """A send, edit or regenerate: the service writes (or finds a resend), the runtime streams."""
         if not self.runtime.accepting:
             raise FrameError("unavailable", "This server is restarting; send again in a moment.")
-        start: ReplyStart = await parallel_hop(service)(
-            conversation_id=self.conversation_id, user=self.user, worker=self.runtime.channel, **fields
+        start, job = await parallel_hop(stored_with_job)(
+            service,
+            conversation_id=self.conversation_id,
+            user=self.user,
+            worker=self.runtime.channel,
+            **fields,
         )
         if start.created:
-            await self.runtime.start(start.reply.id)
+            await self.runtime.start(start.reply.id, job=job)
             return
         # A resend: acknowledge again, to this socket only, without a second row.
         for message in (start.user_message, start.reply):

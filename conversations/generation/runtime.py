@@ -33,7 +33,7 @@ from django.conf import settings
 from conversations import events, services
 from conversations.generation import liveness
 from conversations.generation.checkpoints import CheckpointBatch
-from conversations.generation.job import load_job
+from conversations.generation.job import ReplyJob, load_job
 from conversations.generation.outbox import Outbox
 from conversations.generation.reply import Reply
 from conversations.generation.sockets import LocalSockets
@@ -59,6 +59,15 @@ def parallel_hop(fn):
     connection per thread cheap, and each hop is its own transaction.
     """
     return database_sync_to_async(fn, thread_sensitive=not settings.CHAT_PARALLEL_HOPS)
+
+
+def stored_with_job(service, **fields):
+    """Run a service that starts a reply (its own transaction) and, once it has
+    committed, read the new reply's job: one database hop for both (see
+    `Runtime.start`). Returns (ReplyStart, ReplyJob or None for a resend)."""
+    start = service(**fields)
+    job = load_job(start.reply.id) if start.created and start.reply is not None else None
+    return start, job
 
 
 class Runtime:
@@ -135,10 +144,23 @@ class Runtime:
 
     # --- replies ---------------------------------------------------------------
 
-    async def start(self, message_id: uuid.UUID | str, *, options: GenerationOptions | None = None) -> None:
-        """Stream the `streaming` reply `message_id` (written by a service) from this process."""
+    async def start(
+        self,
+        message_id: uuid.UUID | str,
+        *,
+        options: GenerationOptions | None = None,
+        job: ReplyJob | None = None,
+    ) -> None:
+        """Stream the `streaming` reply `message_id` (written by a service) from this process.
+
+        `job`: the reply's job as `load_job` read it after the service's commit,
+        in the caller's own database hop (the socket's send does: one thread
+        hop fewer, and under a burst each reply starts as its send is stored
+        instead of queueing behind every other send). Otherwise it is read here.
+        """
         await self.ensure_started()
-        job = await parallel_hop(load_job)(uuid.UUID(str(message_id)), options)
+        if job is None:
+            job = await parallel_hop(load_job)(uuid.UUID(str(message_id)), options)
         if job is None:  # finished or deleted meanwhile
             return
         provider = await sync_to_async(get_provider)()
