@@ -103,7 +103,8 @@ class Reply:
         )
         try:
             try:
-                await self.runtime.outbox.flushed()  # tabs hear `message.created` before any delta
+                # Tabs hear `message.created` before any delta.
+                await self.runtime.outbox.flushed(events.group_name(self.job.conversation_id))
             except asyncio.CancelledError:
                 self._stopped_here()  # stopped before it began: finished below as stopped
             pump = asyncio.get_running_loop().create_task(
