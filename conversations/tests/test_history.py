@@ -15,7 +15,7 @@ from conversations import llm, views
 from conversations.models import Conversation, Message
 from conversations.search import conversation_search, highlight
 from conversations.selectors import conversation_page, date_group
-from conversations.services import SendRefused, check_can_generate
+from conversations.services import SendRefused, check_can_generate, send_state
 from conversations.tests import rows
 
 pytestmark = pytest.mark.django_db
@@ -197,10 +197,10 @@ def test_the_daily_budget_still_renews_at_midnight_utc_whatever_the_readers_zone
     rows.usage(alice, at=utc_midnight - timedelta(minutes=1), prompt_tokens=1000)  # UTC's yesterday
     conversation = rows.conversation(alice)
     with timezone.override(AUCKLAND):
-        check_can_generate(user_id=alice.pk, conversation=conversation)
+        check_can_generate(conversation=conversation, state=send_state(conversation))
         rows.usage(alice, at=utc_midnight + timedelta(minutes=1), prompt_tokens=1000)
         with pytest.raises(SendRefused, match="midnight UTC"):
-            check_can_generate(user_id=alice.pk, conversation=conversation)
+            check_can_generate(conversation=conversation, state=send_state(conversation))
 
 
 def test_a_cursor_we_did_not_make_is_refused():
