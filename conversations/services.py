@@ -12,13 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import (
-    Case,
-    F,
-    TextField,
-    Value,
-    When,
-)
+from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
 from accounts import policy
@@ -239,9 +233,9 @@ def conversation_start(
     if first is not None:
         return _existing_send(first.conversation, client_id)
     locked_owner = _lock_owner(owner)
-    conversation = Conversation.objects.create(owner=locked_owner or owner, model=model)
     if locked_owner is None:
         raise SendRefused("session_ended", "Your session has ended; log in again.")
+    conversation = Conversation.objects.create(owner=locked_owner, model=model)
     check_can_generate(conversation=conversation, state=send_state(conversation))
     return _ask(
         conversation=conversation, content=content, client_id=client_id, parent_id=None, worker=worker

@@ -1,9 +1,10 @@
-"""What a reply needs to be generated, read from the database by the runtime itself.
+"""What a reply needs to be generated, read from the database once its send committed.
 
-Callers (the socket, the HTTP API) only name the reply; the runtime reads
-the conversation's current settings, its owner's custom instructions and the
-branch the reply answers when the reply starts, so nothing a caller cached
-can be stale.
+Callers (the socket, the HTTP API) never pass what they cached: `load_job`
+reads the conversation's current settings, its owner's custom instructions
+and the branch the reply answers after the send's transaction, in the
+socket's own database hop (`runtime.stored_with_job`) or in the runtime's
+(`Runtime.start`), so nothing can be stale.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     four-characters estimate (no model's window is larger, and the margin
     covers a tokenizer that counts fewer tokens than the estimate):
     build_context then fits the window from a tail, so a send in a
-    2,000-message conversation reads ~70 rows, not 2,000 (docs/perf.md).
+    2,000-message conversation reads ~100 rows at an 8,192-token window, not
+    2,000 (docs/perf.md).
     Returns (history, whether it is the whole branch).
     """
     enough_chars = 4 * 2 * settings.LLM_CONTEXT_TOKENS
