@@ -14,10 +14,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatplatform.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the imports below
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatplatform.websocket import SocketAuthMiddlewareStack  # noqa: E402
 from conversations.generation import get_runtime  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
@@ -52,7 +52,9 @@ application = WithRuntime(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": AllowedHostsOriginValidator(
+                SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
         }
     ),
     runtime,
