@@ -84,13 +84,18 @@ def test_default_model_applies_to_new_conversations_and_instructions_are_kept(br
     assert not problems.errors and not problems.dialogs
 
 
-def test_a_missing_page_is_a_designed_404_with_a_way_home(page, live, problems):
-    problems.allow(r"status of 404 \(Not Found\)")  # the page itself; styled() checks its stylesheet
-    page.goto(f"{live.url}/c/{uuid.uuid4()}/")
-    expect(page.get_by_role("heading", name="This page does not exist")).to_be_visible()
+def designed_error_page_leads_home(page, *, heading: str) -> None:
+    """The designed error page: its heading, the site's stylesheet, and a link back to the chat."""
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
     assert styled(page)
     page.get_by_role("link", name="Go to your conversations").click()
     expect(page).to_have_url(CHAT_OR_NEW)
+
+
+def test_a_missing_page_is_a_designed_404_with_a_way_home(page, live, problems):
+    problems.allow(r"status of 404 \(Not Found\)")  # the page itself; styled() checks its stylesheet
+    page.goto(f"{live.url}/c/{uuid.uuid4()}/")
+    designed_error_page_leads_home(page, heading="This page does not exist")
 
 
 def test_an_expired_form_is_a_designed_403(page, live, problems):
@@ -104,20 +109,14 @@ def test_an_expired_form_is_a_designed_403(page, live, problems):
 def test_a_page_one_may_not_open_is_a_designed_403(page, live, problems):
     problems.allow(r"status of 403 \(Forbidden\)")
     page.goto(f"{live.url}/admin/")  # signed in, but not staff
-    expect(page.get_by_role("heading", name="You cannot open this page")).to_be_visible()
-    assert styled(page)
-    page.get_by_role("link", name="Go to your conversations").click()
-    expect(page).to_have_url(CHAT_OR_NEW)
+    designed_error_page_leads_home(page, heading="You cannot open this page")
 
 
 def test_a_server_error_is_the_designed_500_with_a_way_home(page, live, problems):
     problems.allow(r"status of 500 \(Internal Server Error\)")
     response = page.goto(f"{live.url}/{SERVER_ERROR_PATH}")
     assert response is not None and response.status == 500
-    expect(page.get_by_role("heading", name="Something went wrong on our side")).to_be_visible()
-    assert styled(page)
-    page.get_by_role("link", name="Go to your conversations").click()
-    expect(page).to_have_url(CHAT_OR_NEW)
+    designed_error_page_leads_home(page, heading="Something went wrong on our side")
 
 
 def test_screenshots_of_settings_and_error_pages(browser, account, live, problems):
