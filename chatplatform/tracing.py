@@ -6,8 +6,9 @@ set and `OTEL_SDK_DISABLED` is not, it installs the SDK with a batching
 OTLP/HTTP exporter (which reads the standard `OTEL_EXPORTER_OTLP_*`
 variables itself: headers, timeout, compression) and instruments Django
 (one server span per HTTP request), psycopg (each query), redis (each
-command) and httpx2, the OpenAI SDK's HTTP client (each provider request;
-OpenTelemetry's httpx instrumentation does not see that package). Our own code adds spans with
+command), httpx2, the OpenAI SDK's HTTP client (the model list; OpenTelemetry's
+httpx instrumentation does not see that package), and through `client_request`
+the reply reader's own requests. Our own code adds spans with
 
     with tracing.span("chat.generation", conversation_id=..., message_id=...) as span:
         span.set_attribute("chat.ttft_ms", 41)
@@ -209,6 +210,42 @@ def span(
         name, kind=getattr(SpanKind, kind.upper()), attributes=_attributes(names, attributes)
     ) as current:
         yield current
+
+
+def client_request(method: str, url: str, headers: dict[str, str]) -> contextlib.AbstractContextManager[Any]:
+    """A CLIENT span around an HTTP request our own client sends (the reply reader,
+    conversations/llm/http_stream.py), its trace context put in `headers` as
+    `traceparent`; set `http.response.status_code` on the span it yields."""
+    if not _enabled:
+        return contextlib.nullcontext(NO_SPAN)
+    from urllib.parse import urlsplit
+
+    from opentelemetry import propagate
+
+    parts = urlsplit(url)  # no query and no credentials: they are nobody's business in a trace
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    manager = span(
+        method,
+        kind="client",
+        attributes={
+            "http.request.method": method,
+            "url.full": f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}",
+            "server.address": parts.hostname,
+            "server.port": port,
+        },
+    )
+
+    @contextlib.contextmanager
+    def traced() -> Iterator[Any]:
+        with manager as current:
+            propagate.inject(headers)
+            yield current
+            if (getattr(current, "attributes", None) or {}).get("http.response.status_code", 0) >= 400:
+                from opentelemetry.trace import Status, StatusCode
+
+                current.set_status(Status(StatusCode.ERROR))
+
+    return traced()
 
 
 def set_attributes(*, attributes: Mapping[str, Any] | None = None, **names: Any) -> None:

@@ -1,0 +1,298 @@
+"""The reply reader's HTTP client (conversations/llm/http_stream.py) against raw servers:
+framing, keep-alive, TLS, proxies, malformed answers and back-pressure, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+import ssl
+
+import pytest
+import trustme
+
+from bench.fake_openai_server import ScriptedOpenAIServer
+from conversations.llm import http_stream
+from conversations.llm.base import ChatMessage
+from conversations.llm.openai_compatible import OpenAICompatibleProvider
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def events(*texts: str, finish: str = "stop") -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": {}, "finish_reason": None}]}
+    out = b""
+    for text in texts:
+        chunk["choices"][0]["delta"] = {"content": text}
+        out += b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    chunk["choices"][0].update(delta={}, finish_reason=finish)
+    return out + b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+def chunked(body: bytes, piece: int = 50) -> bytes:
+    parts = [body[i : i + piece] for i in range(0, len(body), piece)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes] | None:
+    """One request off a connection, or None when the client closed it."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return line, headers, body
+
+
+class RawServer:
+    """An asyncio server whose connections run `handler(reader, writer, number)`; counts connections."""
+
+    def __init__(self, handler, *, tls: ssl.SSLContext | None = None) -> None:
+        self.handler, self.tls, self.connections = handler, tls, 0
+
+    async def __aenter__(self) -> RawServer:
+        async def accept(reader, writer):
+            self.connections += 1
+            try:
+                await self.handler(reader, writer, self.connections)
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    def url(self, scheme: str = "http", host: str = "127.0.0.1") -> str:
+        return f"{scheme}://{host}:{self.port}/v1"
+
+
+def provider(base_url: str, **overrides) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(base_url=base_url, model="m", timeout=overrides.pop("timeout", 5.0))
+
+
+async def reply(p: OpenAICompatibleProvider, text: str = "hi") -> list[str]:
+    return [delta async for delta in p.stream([ChatMessage(role="user", content=text)])]
+
+
+async def sse_forever(reader, writer, number, *, body: bytes = events("Hel", "lo")) -> None:
+    """Answer every request on the connection with a chunked event stream, keep-alive."""
+    while await read_request(reader) is not None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        writer.write(chunked(body))
+        await writer.drain()
+
+
+async def test_replies_one_after_another_share_one_connection():
+    async with ScriptedOpenAIServer(ttft_ms=1, tokens_per_second=1000, tokens=8) as server:
+        p = OpenAICompatibleProvider(base_url=server.base_url, model="scripted-model", timeout=5)
+        messages = [ChatMessage(role="user", content="one")]
+        first = [d async for d in p.stream(messages)]
+        second = [d async for d in p.stream(messages)]
+
+        assert "".join(first) == "".join(second) == server.expected_reply(messages)
+        assert p.pool().opened == 1
+        await p.close()
+
+
+async def test_a_pooled_connection_the_server_dropped_unanswered_is_replaced_once():
+    async def once_then_drop(reader, writer, number):
+        await sse_forever_once(reader, writer)
+        await read_request(reader)  # the second request on this connection: closed unanswered
+
+    async def sse_forever_once(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(events("a", "b")))
+        await writer.drain()
+
+    async with RawServer(once_then_drop) as server:
+        p = provider(server.url())
+        assert await reply(p) == ["a", "b"]
+        assert await reply(p) == ["a", "b"]  # sent again on a fresh connection
+
+        assert server.connections == 2
+        assert p.pool().opened == 2
+
+
+async def test_a_fresh_connection_closed_unanswered_fails_without_a_retry():
+    async def drop(reader, writer, number):
+        await read_request(reader)
+
+    async with RawServer(drop) as server:
+        with pytest.raises(Exception) as caught:
+            await reply(provider(server.url()))
+
+        assert caught.value.code == "unreachable"
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("head", "encode"),
+    [
+        ("Content-Length: {n}", lambda body: body),
+        ("Content-Encoding: gzip\r\nContent-Length: {n}", gzip.compress),
+        (
+            "Content-Encoding: gzip\r\nTransfer-Encoding: chunked",
+            lambda body: chunked(gzip.compress(body), 7),
+        ),
+        ("Connection: close", lambda body: body),
+    ],
+    ids=["content-length", "gzip", "gzip-chunked", "until-close"],
+)
+async def test_every_body_framing_reads_the_same_reply(head, encode):
+    body = encode(events("Grüße", ", ", "world"))
+
+    async def answer(reader, writer, number):
+        await read_request(reader)
+        length = len(body) if "chunked" not in head else 0
+        writer.write(f"HTTP/1.1 200 OK\r\n{head.format(n=length)}\r\n\r\n".encode() + body)
+        await writer.drain()
+
+    async with RawServer(answer) as server:
+        assert await reply(provider(server.url())) == ["Grüße", ", ", "world"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"SSH-2.0-OpenSSH_9.6\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+    ids=["not-http", "bad-chunk-size"],
+)
+async def test_a_response_that_is_not_http_is_a_malformed_provider_error(answer):
+    async def garbage(reader, writer, number):
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        await reader.read()
+
+    async with RawServer(garbage) as server:
+        with pytest.raises(Exception) as caught:
+            await reply(provider(server.url()))
+
+    assert caught.value.code == "provider_error"
+    assert "malformed" in caught.value.message
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+async def test_https_is_verified_against_ssl_cert_file(ca, tmp_path, monkeypatch):
+    async with RawServer(sse_forever, tls=server_tls(ca)) as server:
+        with pytest.raises(Exception) as caught:  # certifi's CAs do not know this one
+            await reply(provider(server.url("https")))
+        assert caught.value.code == "unreachable"
+
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        p = provider(server.url("https"))
+        assert await reply(p) == ["Hel", "lo"]
+        assert await reply(p) == ["Hel", "lo"]
+        assert p.pool().opened == 1  # TLS connections are pooled too
+
+
+class Proxy(RawServer):
+    """A forward proxy: CONNECT tunnels, and absolute-form requests forwarded once. Records request lines."""
+
+    def __init__(self) -> None:
+        super().__init__(self.relay)
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def relay(self, reader, writer, number) -> None:
+        request = await read_request(reader)
+        if request is None:
+            return
+        line, headers, body = request
+        self.seen.append((line, headers.get("proxy-authorization")))
+        method, target, _ = line.split(" ")
+        if method == "CONNECT":
+            host, port = target.rsplit(":", 1)
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            hostport = target.split("/")[2]
+            host, port = hostport.rsplit(":", 1)
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            path = "/" + target.split("/", 3)[3]
+            kept = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k != "proxy-authorization")
+            upstream_writer.write(f"{method} {path} HTTP/1.1\r\n{kept}\r\n".encode() + body)
+
+        async def pipe(source, sink):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+
+async def test_https_goes_through_the_environments_proxy_in_a_connect_tunnel(ca, tmp_path, monkeypatch):
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    async with RawServer(sse_forever, tls=server_tls(ca)) as server, Proxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://alice:s%40cret@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+
+        assert await reply(provider(server.url("https", "localhost"))) == ["Hel", "lo"]
+
+    assert proxy.seen == [
+        (f"CONNECT localhost:{server.port} HTTP/1.1", "Basic " + base64.b64encode(b"alice:s@cret").decode())
+    ]
+
+
+async def test_http_goes_through_the_proxy_in_absolute_form_unless_no_proxy_names_the_host(monkeypatch):
+    async with RawServer(sse_forever) as server, Proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert await reply(provider(server.url())) == ["Hel", "lo"]
+        assert proxy.seen == [(f"POST http://127.0.0.1:{server.port}/v1/chat/completions HTTP/1.1", None)]
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert await reply(provider(server.url())) == ["Hel", "lo"]
+        assert len(proxy.seen) == 1
+
+
+async def test_a_reader_that_falls_behind_pauses_the_socket_and_loses_nothing():
+    texts = [f"{i:05d}" + "x" * 2000 for i in range(1500)]  # ~3 MB of events
+
+    async def flood(reader, writer, number):
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(events(*texts), 65536)
+        )
+        await writer.drain()
+
+    async with RawServer(flood) as server:
+        pool = http_stream.Pool()
+        loop = asyncio.get_running_loop()
+        response = await pool.post(f"{server.url()}/chat/completions", b"{}", {}, deadline=loop.time() + 10)
+        connection = response._connection
+        for _ in range(500):  # the server writes as fast as it can; the reader does not read yet
+            if connection._paused:
+                break
+            await asyncio.sleep(0.01)
+        assert connection._paused
+        received = []
+        while (batch := await response.events()) is not None:
+            received += [json.loads(e)["choices"][0]["delta"].get("content") for e in batch if e != b"[DONE]"]
+        response.close()
+        pool.close()
+
+    assert received == [*texts, None]
