@@ -231,6 +231,22 @@ def test_checkpoints_write_several_replies_text_in_one_statement(django_assert_n
 
 
 @pytest.mark.django_db
+def test_a_checkpoint_keeps_any_text_exactly_and_leaves_finished_replies_alone():
+    alice = rows.user()
+    running, finished = send(rows.conversation(alice), alice), send(rows.conversation(alice), alice)
+    Message.objects.filter(pk=finished.reply.id).update(status=Message.Status.COMPLETE, content="final")
+    before = Message.objects.get(pk=running.reply.id).heartbeat_at
+    text = "100 % 'quoted' %s %(x)s \\ ünïcode; DROP TABLE x; --"
+
+    services.replies_checkpoint(contents={running.reply.id: text, finished.reply.id: "late"})
+
+    running_row = Message.objects.get(pk=running.reply.id)
+    assert running_row.content == text
+    assert before is None or running_row.heartbeat_at > before
+    assert Message.objects.get(pk=finished.reply.id).content == "final"
+
+
+@pytest.mark.django_db
 def test_reply_finish_writes_the_reply_and_one_usage_event():
     alice = rows.user()
     conversation = rows.conversation(alice)
