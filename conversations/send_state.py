@@ -77,8 +77,8 @@ def _tables() -> dict[str, str]:
     }
 
 
-def _uuid(value) -> uuid.UUID | None:
-    # PostgreSQL gives UUIDs, SQLite their hex text.
+def as_uuid(value) -> uuid.UUID | None:
+    """A UUID column's value from a raw cursor: PostgreSQL gives UUIDs, SQLite their hex text."""
     return None if value is None else (value if isinstance(value, uuid.UUID) else uuid.UUID(value))
 
 
@@ -103,11 +103,11 @@ def read_send_state(
         row = cursor.fetchone()
     resend_id, busy, running, spent, granted, daily, concurrent, leaf_id = row
     return SendState(
-        resend_id=_uuid(resend_id),
+        resend_id=as_uuid(resend_id),
         busy=bool(busy),
         running=int(running),
         spent=int(spent),
         model_granted=bool(granted),
         limits=policy.limits_from(daily, concurrent),
-        leaf_id=_uuid(leaf_id),
+        leaf_id=as_uuid(leaf_id),
     )
