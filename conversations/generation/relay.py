@@ -10,8 +10,6 @@ Nothing here touches the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
@@ -33,9 +31,9 @@ class Relay:
         self._pending: list[str] = []  # received, not yet sent
         self._blocks = StableBlocks()
         self._stable = len(self._blocks.feed(initial))  # length of the finished markdown blocks
-        self._wake = asyncio.Event()
         self._done = False
-        self._napping: asyncio.Future | None = None  # the pump waiting for the next flush
+        self._waiter: asyncio.Future | None = None  # the pump, asleep
+        self._text_wakes = False  # whether new text ends the pump's sleep (not while it rate-limits)
         self._last_flush = float("-inf")
         self._lock = asyncio.Lock()  # a sync answer never interleaves with a flush
 
@@ -45,26 +43,29 @@ class Relay:
     def feed(self, text: str) -> None:
         self._parts.append(text)
         self._pending.append(text)
-        self._wake.set()
+        if self._text_wakes:
+            self._wake()
 
     def end(self) -> None:
         """No more text: the pump sends what is pending now, not at the next flush."""
         self._done = True
-        self._wake.set()
-        if self._napping is not None and not self._napping.done():
-            self._napping.set_result(None)
+        self._wake()
 
     async def pump(self, *, every: float, tick: Callable[[], None]) -> None:
         """Send pending text at most once per flush interval until `end()`; call `tick`
-        at least every `every` seconds while streaming (the checkpoint clock)."""
+        at least every `every` seconds while streaming (the checkpoint clock).
+
+        One future and one timer per sleep, no task: this runs once per frame of
+        every reply (asyncio.wait_for made a task and two callbacks each time).
+        """
+        loop = asyncio.get_running_loop()
         interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=every)
-            self._wake.clear()
-            delay = self._last_flush + interval - time.monotonic()
-            if delay > 0 and not self._done:
-                await self._nap(delay)
+            if not self._pending and not self._done:
+                await self._sleep(loop, loop.time() + every, text_wakes=True)
+            flush_at = self._last_flush + interval
+            if self._pending and not self._done and loop.time() < flush_at:
+                await self._sleep(loop, flush_at, text_wakes=False)
             if self._pending:
                 await self._flush()
             if self._done and not self._pending:
@@ -101,15 +102,20 @@ class Relay:
                 ),
             )
 
-    async def _nap(self, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        napping = self._napping = loop.create_future()
-        handle = loop.call_later(delay, lambda: napping.done() or napping.set_result(None))
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, until: float, *, text_wakes: bool) -> None:
+        """Until the loop's clock reads `until`, `end()`, or (with `text_wakes`) new text."""
+        waiter = self._waiter = loop.create_future()
+        self._text_wakes = text_wakes
+        handle = loop.call_at(until, _resolve, waiter)
         try:
-            await napping
+            await waiter
         finally:
             handle.cancel()
-            self._napping = None
+            self._waiter, self._text_wakes = None, False
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     async def _flush(self) -> None:
         async with self._lock:
@@ -117,7 +123,7 @@ class Relay:
             self._pending.clear()
             offset = self._flushed
             self._flushed += len(text)
-            self._last_flush = time.monotonic()
+            self._last_flush = asyncio.get_running_loop().time()
             await self._publish("message.delta", message_id=self.message_id, offset=offset, text=text)
             await self._publish_finished_blocks(text)
 
@@ -134,3 +140,8 @@ class Relay:
             end=self._stable,
             html=render_markdown(block),
         )
+
+
+def _resolve(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

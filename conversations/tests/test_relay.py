@@ -1,0 +1,106 @@
+"""The relay's pump: deltas at most once per flush interval, the end sent at once, the
+checkpoint clock ticking while the model is silent. Bounds hold on a busy machine:
+load only makes gaps longer, and waits are on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from conversations.generation.relay import Relay
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Frames:
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, str, dict]] = []
+        self.changed = asyncio.Event()
+
+    async def publish(self, event_type: str, **payload) -> None:
+        self.sent.append((asyncio.get_running_loop().time(), event_type, payload))
+        self.changed.set()
+
+    async def send_to(self, channel: str, message: dict) -> None:
+        raise AssertionError("no sync asked")
+
+    def deltas(self) -> list[tuple[float, dict]]:
+        return [(at, payload) for at, kind, payload in self.sent if kind == "message.delta"]
+
+    async def wait_for(self, predicate, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def relay_and_frames() -> tuple[Relay, Frames]:
+    frames = Frames()
+    return Relay("m1", publish=frames.publish, send_to=frames.send_to), frames
+
+
+async def test_deltas_go_out_at_most_once_per_flush_interval_and_lose_nothing(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 40
+    relay, frames = relay_and_frames()
+    pump = asyncio.create_task(relay.pump(every=1.0, tick=lambda: None))
+    tokens = [f"t{i} " for i in range(60)]
+    for token in tokens:  # a token every 5 ms: about eight a flush
+        relay.feed(token)
+        await asyncio.sleep(0.005)
+    relay.end()
+    await pump
+
+    deltas = frames.deltas()
+    assert "".join(payload["text"] for _, payload in deltas) == "".join(tokens)
+    assert [payload["offset"] for _, payload in deltas] == [
+        sum(len(p["text"]) for _, p in deltas[:i]) for i in range(len(deltas))
+    ]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(deltas[:-1])]  # the last is the end's, sooner
+    assert all(gap >= 0.039 for gap in gaps), gaps
+    assert len(deltas) < 60 / 4
+
+
+async def test_the_end_is_sent_at_once_not_at_the_next_flush(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 60_000
+    relay, frames = relay_and_frames()
+    pump = asyncio.create_task(relay.pump(every=60.0, tick=lambda: None))
+    relay.feed("first ")
+    await frames.wait_for(lambda: len(frames.deltas()) == 1)  # the first flush is immediate
+    relay.feed("last")  # now the pump rate-limits for a minute
+    await asyncio.sleep(0)
+    relay.end()
+
+    async with asyncio.timeout(10):
+        await pump
+    assert [payload["text"] for _, payload in frames.deltas()] == ["first ", "last"]
+
+
+async def test_new_text_wakes_an_idle_pump_and_the_clock_ticks_while_the_model_is_silent(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 0
+    relay, frames = relay_and_frames()
+    ticks = []
+    pump = asyncio.create_task(relay.pump(every=0.02, tick=lambda: (ticks.append(1), frames.changed.set())))
+
+    await frames.wait_for(lambda: len(ticks) >= 3)  # nothing streamed: the clock ticks alone
+    relay.feed("hello")
+    await frames.wait_for(lambda: len(frames.deltas()) == 1)
+    relay.end()
+    await pump
+
+    assert frames.deltas()[0][1] == {"message_id": "m1", "offset": 0, "text": "hello"}
+
+
+async def test_stopping_the_pump_leaves_no_timer_behind(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 40
+    relay, _ = relay_and_frames()
+    loop = asyncio.get_running_loop()
+    timers = lambda: {handle for handle in loop._scheduled if not handle.cancelled()}  # noqa: E731
+    before = timers()
+    pump = asyncio.create_task(relay.pump(every=30.0, tick=lambda: None))
+    await asyncio.sleep(0.01)
+    pump.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pump
+    assert timers() == before
