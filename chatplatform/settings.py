@@ -280,6 +280,11 @@ CHAT_MESSAGES_PER_MINUTE = env.int("CHAT_MESSAGES_PER_MINUTE", default=20)
 CHAT_CONCURRENT_REPLIES = env.int("CHAT_CONCURRENT_REPLIES", default=3)
 CHAT_DAILY_TOKEN_BUDGET = env.int("CHAT_DAILY_TOKEN_BUDGET", default=200_000)
 CHAT_FLUSH_INTERVAL_MS = env.int("CHAT_FLUSH_INTERVAL_MS", default=40)
+# A busy process sends fewer, larger deltas: each reply's interval is the replies it
+# streams divided by this many frames a second, between the interval above and
+# CHAT_FLUSH_MAX_INTERVAL_MS (a frame costs the process ~55 us; docs/perf.md).
+CHAT_FLUSH_FRAMES_PER_SECOND = env.int("CHAT_FLUSH_FRAMES_PER_SECOND", default=1000)
+CHAT_FLUSH_MAX_INTERVAL_MS = env.int("CHAT_FLUSH_MAX_INTERVAL_MS", default=100)
 CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
 # A reply whose process stopped checkpointing for this long is `interrupted` by the
 # sweep that runs every CHAT_SWEEP_SECONDS on every process (bound: the sum, 10 s).

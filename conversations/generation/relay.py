@@ -2,8 +2,8 @@
 
 The provider's tokens are `feed()` in as they come; a pump sends what is
 pending at most once per flush interval (`message.delta`, new text only, with
-its offset), and, as markdown blocks finish, their sanitised HTML once
-(`message.blocks`). `answer_sync` tells a tab that reconnected what it misses.
+its offset; `flush_interval`: longer when the process is busy), and, as
+markdown blocks finish, their sanitised HTML once (`message.blocks`). `answer_sync` tells a tab that reconnected what it misses.
 Nothing here touches the database.
 """
 
@@ -22,8 +22,17 @@ SendTo = Callable[[str, dict], Awaitable[None]]
 
 
 class Relay:
-    def __init__(self, message_id: str, *, publish: Publish, send_to: SendTo, initial: str = "") -> None:
+    def __init__(
+        self,
+        message_id: str,
+        *,
+        publish: Publish,
+        send_to: SendTo,
+        initial: str = "",
+        interval: Callable[[], float] | None = None,
+    ) -> None:
         self.message_id = message_id
+        self._interval = interval or (lambda: settings.CHAT_FLUSH_INTERVAL_MS / 1000)
         self._publish = publish
         self._send_to = send_to
         self._parts: list[str] = [initial] if initial else []
@@ -59,11 +68,10 @@ class Relay:
         every reply (asyncio.wait_for made a task and two callbacks each time).
         """
         loop = asyncio.get_running_loop()
-        interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
         while True:
             if not self._pending and not self._done:
                 await self._sleep(loop, loop.time() + every, text_wakes=True)
-            flush_at = self._last_flush + interval
+            flush_at = self._last_flush + self._interval()
             if self._pending and not self._done and loop.time() < flush_at:
                 await self._sleep(loop, flush_at, text_wakes=False)
             if self._pending:
@@ -145,3 +153,14 @@ class Relay:
 def _resolve(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def flush_interval(streaming: int) -> float:
+    """Seconds between a reply's deltas when this process streams `streaming` replies:
+    CHAT_FLUSH_INTERVAL_MS while the process sends fewer than
+    CHAT_FLUSH_FRAMES_PER_SECOND deltas a second, then longer so that it keeps to
+    that many, up to CHAT_FLUSH_MAX_INTERVAL_MS (docs/perf.md: a frame is ~55 us
+    of the process's CPU, a third of a reply's at N=100)."""
+    base = settings.CHAT_FLUSH_INTERVAL_MS / 1000
+    longest = max(base, settings.CHAT_FLUSH_MAX_INTERVAL_MS / 1000)
+    return min(longest, max(base, streaming / max(1, settings.CHAT_FLUSH_FRAMES_PER_SECOND)))

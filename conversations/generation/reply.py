@@ -23,7 +23,7 @@ from chatplatform import tracing
 from conversations import events, services
 from conversations.generation import final
 from conversations.generation.job import ReplyJob
-from conversations.generation.relay import Relay
+from conversations.generation.relay import Relay, flush_interval
 from conversations.llm.base import LLMError, LLMProvider
 from conversations.llm.context import build_context
 from conversations.models import storable_text
@@ -47,7 +47,11 @@ class Reply:
         self.runtime = runtime
         self.message_id = str(job.message_id)
         self.relay = Relay(
-            self.message_id, publish=self._publish, send_to=runtime.sockets.send_to, initial=job.initial_text
+            self.message_id,
+            publish=self._publish,
+            send_to=runtime.sockets.send_to,
+            initial=job.initial_text,
+            interval=lambda: flush_interval(len(runtime.replies)),
         )
         self.task: asyncio.Task | None = None
         self.final_event: dict | None = None  # the final state's envelope, once written

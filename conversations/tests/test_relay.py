@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from conversations.generation.relay import Relay
+from conversations.generation.relay import Relay, flush_interval
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -104,3 +104,36 @@ async def test_stopping_the_pump_leaves_no_timer_behind(settings):
     with pytest.raises(asyncio.CancelledError):
         await pump
     assert timers() == before
+
+
+def test_a_busy_process_lengthens_the_interval_to_keep_its_frame_budget(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 40
+    settings.CHAT_FLUSH_FRAMES_PER_SECOND = 1000
+    settings.CHAT_FLUSH_MAX_INTERVAL_MS = 100
+
+    assert [flush_interval(n) for n in (0, 1, 40, 60, 100, 300)] == [0.04, 0.04, 0.04, 0.06, 0.1, 0.1]
+
+
+def test_a_maximum_below_the_interval_keeps_the_interval(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 200
+    settings.CHAT_FLUSH_MAX_INTERVAL_MS = 100
+
+    assert flush_interval(10_000) == 0.2
+
+
+async def test_the_pump_asks_for_the_interval_at_every_frame(settings):
+    relay_intervals = iter([0.0, 60.0])  # the first frame at once, then a minute
+    frames = Frames()
+    relay = Relay(
+        "m1", publish=frames.publish, send_to=frames.send_to, interval=lambda: next(relay_intervals)
+    )
+    pump = asyncio.create_task(relay.pump(every=60.0, tick=lambda: None))
+    relay.feed("a")
+    await frames.wait_for(lambda: len(frames.deltas()) == 1)
+    relay.feed("b")
+    await asyncio.sleep(0.2)
+
+    assert len(frames.deltas()) == 1  # held by the minute the second call gave
+    relay.end()
+    await pump
+    assert [payload["text"] for _, payload in frames.deltas()] == ["a", "b"]
