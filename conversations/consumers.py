@@ -209,10 +209,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # --- server events (from the channel layer, or directly from this process) ---
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") == events.EVENT:
-            # The hot path (every delta): no database here, so none of channels'
-            # per-message connection housekeeping, which costs a thread hop.
+        # channels closes stale database connections before every message, in a hop
+        # to the one sync thread (whose connection is the only one it can close). The
+        # hot paths skip it: a delta touches no database, and every database hop of a
+        # client frame is database_sync_to_async, which does that housekeeping in the
+        # thread it runs on. Under a burst of sends, those hops queued one after the
+        # other on that thread (docs/perf.md, round three).
+        kind = message.get("type")
+        if kind == events.EVENT:
             await self.chat_event(message)
+        elif kind == "websocket.receive":
+            await self.websocket_receive(message)
         else:
             await super().dispatch(message)
 

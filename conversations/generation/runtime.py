@@ -37,7 +37,7 @@ from conversations.generation.job import ReplyJob, load_job
 from conversations.generation.outbox import Outbox
 from conversations.generation.reply import Reply
 from conversations.generation.sockets import LocalSockets
-from conversations.llm import get_provider
+from conversations.llm import get_provider, provider_built
 from conversations.llm.base import GenerationOptions
 from conversations.models import Message
 from documents.selectors import sources_of
@@ -163,7 +163,8 @@ class Runtime:
             job = await parallel_hop(load_job)(uuid.UUID(str(message_id)), options)
         if job is None:  # finished or deleted meanwhile
             return
-        provider = await sync_to_async(get_provider)()
+        # Built once per process: then no thread hop (a burst's starts queued on the one sync thread).
+        provider = get_provider() if provider_built() else await sync_to_async(get_provider)()
         reply = Reply(job, provider, self)
         self.replies[reply.message_id] = reply
         reply.start().add_done_callback(lambda _: self.replies.pop(reply.message_id, None))

@@ -158,6 +158,11 @@ def get_provider() -> LLMProvider | None:
     return _configured()[0]
 
 
+def provider_built() -> bool:
+    """Whether get_provider() answers without building anything (then an event loop may call it)."""
+    return _cache is not None
+
+
 def reset_provider() -> None:
     """Forget the built provider (tests change settings; the next get_provider() rebuilds)."""
     global _cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from datetime import timedelta
 
@@ -426,3 +427,29 @@ async def test_sweep_leaves_live_replies_alone(fake_llm):
     assert row.content  # checkpointed while streaming
     await socket.send({"type": "generation.stop"})
     await socket.receive_until("message.completed")
+
+
+async def test_a_send_streams_while_the_one_sync_thread_is_busy():
+    # channels runs its connection housekeeping, and get_provider() once ran, in a hop to
+    # asgiref's one sync thread: a burst's sends queued there one after the other.
+    from asgiref.sync import sync_to_async
+
+    from conversations.llm import get_provider
+
+    await sync_to_async(get_provider)()  # built once per process, as after the first reply
+    user, conversation = await alice_and_chat()
+    socket = await connected(user, conversation)
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait)())  # holds the sync thread
+    try:
+        await socket.send(send_frame("Hello there"))
+        await socket.receive_until("message.created", timeout=5)  # the user's message
+        reply_created = await socket.receive_until("message.created", timeout=5)
+        delta = await socket.receive_until("message.delta", timeout=5)
+        assert delta["message_id"] == reply_created["message"]["id"]
+        assert not busy.done()
+    finally:
+        release.set()
+        await busy
+    await socket.receive_until("message.completed")
+    await socket.close()
