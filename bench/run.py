@@ -369,9 +369,9 @@ async def sweep_point(
     k = 1 if burst else replies_per_client(n, bench.args)
     totals = new_totals(redis)
     direct = await direct_pass(bench, provider, n, k, burst)
-    profiling = n in bench.args.profile_at and not burst
+    profiling = n in bench.args.profile_at
     if profiling:
-        await asyncio.to_thread(profiler.start, server.worker_pid, f"n{n}")
+        await asyncio.to_thread(profiler.start, server.worker_pid, f"{'burst' if burst else 'n'}{n}")
     app = await app_pass(bench, server, provider, accounts, n, k, burst, totals)
     profile = await asyncio.to_thread(profiler.stop) if profiling else None
     # Steady state: the first reply of each client ramps the load up; the later ones run among N.
