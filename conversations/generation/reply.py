@@ -106,14 +106,7 @@ class Reply:
             message_id=self.message_id,
         )
         try:
-            try:
-                # Tabs hear `message.created` before any delta.
-                await self.runtime.outbox.flushed(events.group_name(self.job.conversation_id))
-            except asyncio.CancelledError:
-                self._stopped_here()  # stopped before it began: finished below as stopped
-            pump = asyncio.get_running_loop().create_task(
-                self.relay.pump(every=settings.CHAT_CHECKPOINT_SECONDS, tick=self._checkpoint_due)
-            )
+            pump = asyncio.get_running_loop().create_task(self._pump())
             status, error, stream = await self._stream()
             self.relay.end()
             try:
@@ -126,6 +119,13 @@ class Reply:
         finally:
             metrics.GENERATIONS_IN_FLIGHT.dec()
             structlog.contextvars.unbind_contextvars("user_id", "conversation_id", "message_id")
+
+    async def _pump(self) -> None:
+        """The relay's pump, once the tabs have heard `message.created`: deltas never come
+        first. The provider's request does not wait for that (the event's Redis round
+        trip and its lane were on every reply's first-token path)."""
+        await self.runtime.outbox.flushed(events.group_name(self.job.conversation_id))
+        await self.relay.pump(every=settings.CHAT_CHECKPOINT_SECONDS, tick=self._checkpoint_due)
 
     async def _stream(self):
         """Feed the provider's text to the relay until it ends, fails or is stopped."""

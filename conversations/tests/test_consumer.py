@@ -453,3 +453,44 @@ async def test_a_send_streams_while_the_one_sync_thread_is_busy():
         await busy
     await socket.receive_until("message.completed")
     await socket.close()
+
+
+async def test_the_model_is_asked_while_message_created_is_still_on_its_way_and_deltas_wait_for_it(
+    monkeypatch,
+):
+    # A slow channel layer (Redis far away) holds the `message.created` events: the
+    # provider's request starts anyway, and no delta reaches the tab before them.
+    from conversations.generation import get_runtime
+    from conversations.llm import get_provider
+
+    user, conversation = await alice_and_chat()
+    socket = await connected(user, conversation)
+    runtime = get_runtime()
+    sockets = runtime.sockets
+    group_send = sockets.group_send
+    created_out = asyncio.Event()
+
+    async def slow_group_send(group, message, **kwargs):
+        if message.get("event") == "message.created":
+            await asyncio.sleep(0.3)
+        await group_send(group, message, **kwargs)
+        if message.get("event") == "message.created":
+            created_out.set()
+
+    asked = []
+    provider = await database_sync_to_async(get_provider)()
+    stream = provider.stream
+
+    def recording_stream(*args, **kwargs):
+        asked.append(created_out.is_set())
+        return stream(*args, **kwargs)
+
+    monkeypatch.setattr(sockets, "group_send", slow_group_send)
+    monkeypatch.setattr(provider, "stream", recording_stream)
+    await socket.send(send_frame("Hello there"))
+    await socket.receive_until("message.completed")
+
+    assert asked == [False]  # the model was asked before the tabs heard of the reply
+    kinds = [frame["type"] for frame in socket.frames]
+    assert kinds.index("message.delta") > max(i for i, kind in enumerate(kinds) if kind == "message.created")
+    await socket.close()
