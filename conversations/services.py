@@ -19,7 +19,7 @@ from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
 from conversations.rendering import render_markdown, stable_prefix_length
-from conversations.send_state import SendState, read_send_state
+from conversations.send_state import SendState, insert_messages, lock_for_send, read_send_state
 
 TITLE_MAX_CHARS = 200
 
@@ -85,12 +85,7 @@ def _lock(conversation_id: uuid.UUID, user) -> Conversation:
     The conversation's settings are read afresh for this send, and sends of one
     user (from any tab, conversation or process) are checked one after the other.
     """
-    conversation = (
-        Conversation.objects.select_for_update(of=("self", "owner"))
-        .select_related("owner")
-        .filter(pk=conversation_id, owner=user)
-        .first()
-    )
+    conversation = lock_for_send(conversation_id, user.pk)
     if conversation is None:
         raise SendRefused("not_found", "No such conversation.")
     return conversation
@@ -346,7 +341,7 @@ def _ask(
     reply = _new_reply(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
-    Message.objects.bulk_create([user_message, reply])
+    insert_messages([user_message, reply])
     conversation.touch()
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
