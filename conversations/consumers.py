@@ -25,7 +25,8 @@ from django.conf import settings
 from chatplatform import tracing
 from conversations import events, selectors, services
 from conversations.generation import get_runtime
-from conversations.generation.runtime import parallel_hop, stored_with_job
+from conversations.generation.hops import parallel_hop
+from conversations.generation.runtime import stored_with_job
 from conversations.models import is_storable_text
 from conversations.services import SendRefused
 from documents.selectors import sources_of

@@ -6,7 +6,8 @@
 - checkpoints.py: every reply's partial text written together;
 - final.py: the final row, its UsageEvent, the title, metrics;
 - sockets.py: this process's sockets and the fan-out of an event;
-- outbox.py: events after commit, sent in order (per group) by the event loop.
+- outbox.py: events after commit, sent in order (per group) by the event loop;
+- hops.py: database hops that may run beside each other.
 """
 
 from __future__ import annotations

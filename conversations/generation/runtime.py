@@ -33,6 +33,7 @@ from django.conf import settings
 from conversations import events, services
 from conversations.generation import liveness
 from conversations.generation.checkpoints import CheckpointBatch
+from conversations.generation.hops import parallel_hop
 from conversations.generation.job import ReplyJob, load_job
 from conversations.generation.outbox import Outbox
 from conversations.generation.reply import Reply
@@ -47,18 +48,6 @@ log = structlog.get_logger(__name__)
 
 class NotAccepting(Exception):
     """The process is shutting down: it starts no new reply."""
-
-
-def parallel_hop(fn):
-    """database_sync_to_async for a hop that may run beside others, on its own pooled connection.
-
-    Django's one ORM thread serialises every hop of the process: under load a
-    send queued behind the others (docs/perf.md: seconds at N=40 with the
-    process at 0.2 of a core). With CHAT_PARALLEL_HOPS the send and the job
-    load run on asgiref's thread pool; the connection pool makes a
-    connection per thread cheap, and each hop is its own transaction.
-    """
-    return database_sync_to_async(fn, thread_sensitive=not settings.CHAT_PARALLEL_HOPS)
 
 
 def stored_with_job(service, **fields):

@@ -429,9 +429,10 @@ async def test_sweep_leaves_live_replies_alone(fake_llm):
     await socket.receive_until("message.completed")
 
 
-async def test_a_send_streams_while_the_one_sync_thread_is_busy():
-    # channels runs its connection housekeeping, and get_provider() once ran, in a hop to
-    # asgiref's one sync thread: a burst's sends queued there one after the other.
+async def test_a_send_streams_and_finishes_while_the_one_sync_thread_is_busy():
+    # channels runs its connection housekeeping, get_provider() once ran, and the final
+    # write ran, in a hop to asgiref's one sync thread: a burst's sends (and then its
+    # final writes) queued there one after the other.
     from asgiref.sync import sync_to_async
 
     from conversations.llm import get_provider
@@ -447,11 +448,12 @@ async def test_a_send_streams_while_the_one_sync_thread_is_busy():
         reply_created = await socket.receive_until("message.created", timeout=5)
         delta = await socket.receive_until("message.delta", timeout=5)
         assert delta["message_id"] == reply_created["message"]["id"]
+        final = await socket.receive_until("message.completed", timeout=5)  # the final write too
+        assert final["status"] == "complete"
         assert not busy.done()
     finally:
         release.set()
         await busy
-    await socket.receive_until("message.completed")
     await socket.close()
 
 
