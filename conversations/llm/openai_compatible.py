@@ -93,7 +93,11 @@ class OpenAICompatibleProvider(LLMProvider):
         )
         self.completions_url = f"{self.base_url}/chat/completions"
         self._headers = {
-            "Authorization": f"Bearer {api_key or 'not-needed'}",
+            # Credentials in the URL are HTTP Basic and replace the key, as the SDK's
+            # httpx does for the model list (docs/security.md).
+            "Authorization": f"Basic {basic}"
+            if url.username is not None
+            else f"Bearer {api_key or 'not-needed'}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         }

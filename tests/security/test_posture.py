@@ -250,8 +250,10 @@ async def test_a_password_in_the_provider_url_appears_in_no_log_frame_row_or_hea
         log = await asyncio.to_thread(server.log)
 
     assert codes == ["auth", "provider_error", "complete", "unreachable"]
-    # The URL's credentials went out as HTTP Basic, and came back in the 401 body.
-    assert any(r.authorization == f"Basic {URL_BASIC}" for r in provider.requests)
+    # The URL's credentials went out as HTTP Basic with every reply's request, and came back in the 401 body.
+    completions = [r for r in provider.requests if r.path.endswith("/chat/completions")]
+    assert completions
+    assert all(r.authorization == f"Basic {URL_BASIC}" for r in completions)
     for secret in (URL_PASSWORD, URL_BASIC):
         assert secret not in log
         assert [s for s in seen if secret in s] == []
