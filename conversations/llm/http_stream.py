@@ -79,7 +79,9 @@ class Origin:
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The Host header's value (an internationalised name in its ASCII form)."""
+        host = self.host if self.host.isascii() else self.host.encode("idna").decode("ascii")
+        host = f"[{host}]" if ":" in host else host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
 

@@ -100,6 +100,8 @@ class OpenAICompatibleProvider(LLMProvider):
             else f"Bearer {api_key or 'not-needed'}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
+            "Accept-Encoding": "gzip, deflate",  # what the reader decodes (no br, no zstd)
+            "User-Agent": "chatplatform",  # some gateways refuse a request without one
         }
         self._models: list[str] = []
         self._models_at = float("-inf")

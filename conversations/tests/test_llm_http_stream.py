@@ -133,6 +133,31 @@ async def test_a_fresh_connection_closed_unanswered_fails_without_a_retry():
         assert server.connections == 1
 
 
+async def test_the_request_names_its_host_agent_and_the_encodings_it_reads():
+    seen = []
+
+    async def record(reader, writer, number):
+        seen.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(events("x")), events("x")))
+        await writer.drain()
+
+    async with RawServer(record) as server:
+        assert await reply(provider(f"http://user:p%40ss@localhost:{server.port}/v1")) == ["x"]
+
+    line, headers, body = seen[0]
+    assert line == "POST /v1/chat/completions HTTP/1.1"
+    assert headers["host"] == f"localhost:{server.port}"  # no credentials in the Host
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    assert headers["accept-encoding"] == "gzip, deflate"
+    assert headers["user-agent"]
+    assert json.loads(body)["stream"] is True
+
+
+def test_an_internationalised_host_is_sent_in_its_ascii_form():
+    assert http_stream.Origin.of("https://bücher.example:8443/v1").authority == "xn--bcher-kva.example:8443"
+    assert http_stream.Origin.of("http://[::1]:8000/v1").authority == "[::1]:8000"
+
+
 @pytest.mark.parametrize(
     ("head", "encode"),
     [
