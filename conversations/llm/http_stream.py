@@ -36,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 MAX_HEAD = 64 * 1024
 #: A chunk-size line (with extensions) longer than this is malformed.
 MAX_CHUNK_LINE = 4096
+#: One server-sent event longer than this is not a chat completion chunk.
+MAX_EVENT = 8 * 1024 * 1024
 #: Undelivered event bytes past which the socket is paused until the reader catches up.
 HIGH_WATER = 1024 * 1024
 #: An idle pooled connection older than this is closed rather than reused.
@@ -95,12 +97,13 @@ class SSEDecoder:
     """
 
     def __init__(self) -> None:
-        self._tail = b""
-        self._data: list[bytes] = []
+        self._tail = b""  # an unfinished line
+        self._data: list[bytes] = []  # the `data` lines of an unfinished event
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if b"\n" not in chunk:
             self._tail += chunk
+            self._check_size()
             return []
         *lines, self._tail = (self._tail + chunk).split(b"\n")
         events = []
@@ -112,7 +115,12 @@ class SSEDecoder:
             elif not line and self._data:
                 events.append(self._data[0] if len(self._data) == 1 else b"\n".join(self._data))
                 self._data = []
+        self._check_size()
         return events
+
+    def _check_size(self) -> None:
+        if len(self._tail) + sum(map(len, self._data)) > MAX_EVENT:
+            raise MalformedResponse("A server-sent event is too long.")
 
 
 # The parser's states.

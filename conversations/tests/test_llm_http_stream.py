@@ -204,6 +204,20 @@ async def test_a_response_that_is_not_http_is_a_malformed_provider_error(answer)
     assert "malformed" in caught.value.message
 
 
+def test_an_endless_event_is_refused_not_buffered():
+    decoder = http_stream.SSEDecoder()
+    assert decoder.feed(b"data: " + b"x" * (http_stream.MAX_EVENT // 2)) == []
+    with pytest.raises(http_stream.MalformedResponse):
+        decoder.feed(b"x" * (http_stream.MAX_EVENT // 2 + 10))
+
+
+def test_events_of_any_number_never_count_against_the_limit():
+    decoder = http_stream.SSEDecoder()
+    event = b"data: " + b"y" * 1000 + b"\n\n"
+    received = sum(len(decoder.feed(event * 1000)) for _ in range(10))  # 10 MB in whole events
+    assert received == 10_000
+
+
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
