@@ -1,18 +1,15 @@
-"""The send's statements, hand-written: the locks, what a send is checked against,
-and both its messages.
+"""What a send is checked against, read in one statement once its rows are locked.
 
-These are the hottest statements of the app (every send, edit, regenerate and
-API call runs them) and they are written in SQL rather than built with the
-ORM: building the checks from eight annotated subqueries cost ~4 ms of Python
-per send (Query.clone, mostly), running them ~0.1 ms of PostgreSQL; the
-locking `select_related` and the two-row `bulk_create` spent more Python
-compiling than PostgreSQL running them (docs/perf.md). The SQL is portable
-(PostgreSQL and SQLite, which has no row locks); table and column names come
-from the models, values are parameters, rows become model instances through
-`Model.from_db` as the ORM's own would.
+This is the hottest read of the app (every send, edit, regenerate and API
+call runs it) and it is written in SQL rather than built with the ORM:
+building the same statement from eight annotated subqueries cost ~4 ms of
+Python per send (Query.clone, mostly), running it ~0.1 ms of PostgreSQL
+(docs/perf.md). The SQL is portable (PostgreSQL and SQLite); table and
+column names come from the models, values are parameters. The send's other
+statements are in `conversations/statements.py`.
 
-The rules the checks read are those of `accounts.policy` (model access by
-group, per-user overrides of the limits) and of `conversations.services`
+The rules it reads are those of `accounts.policy` (model access by group,
+per-user overrides of the limits) and of `conversations.services`
 (`check_can_generate` decides; this only reads).
 """
 
@@ -84,89 +81,6 @@ def _tables() -> dict[str, str]:
 def as_uuid(value) -> uuid.UUID | None:
     """A UUID column's value from a raw cursor: PostgreSQL gives UUIDs, SQLite their hex text."""
     return None if value is None else (value if isinstance(value, uuid.UUID) else uuid.UUID(value))
-
-
-def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | None:
-    """The owner's conversation with its `owner` row, both locked `FOR UPDATE` in one
-    statement (None: no such conversation of theirs). Inside a transaction."""
-    user_model = get_user_model()
-    conversation_fields = Conversation._meta.concrete_fields
-    owner_fields = user_model._meta.concrete_fields
-    quote = connection.ops.quote_name
-    owner_column = quote(Conversation._meta.get_field("owner").column)
-    columns = [f"c.{quote(f.column)}" for f in conversation_fields]
-    columns += [f"u.{quote(f.column)}" for f in owner_fields]
-    lock = " FOR UPDATE OF c, u" if connection.features.has_select_for_update_of else ""
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(Conversation._meta.db_table)} c "
-        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = c.{owner_column} "
-        f"WHERE c.{quote(Conversation._meta.pk.column)} = %s AND c.{owner_column} = %s{lock}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, connection), owner_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    converters = _converters(Conversation) + _converters(user_model)
-    row = [
-        value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)
-    ]
-    split = len(conversation_fields)
-    conversation = Conversation.from_db(
-        connection.alias, [f.attname for f in conversation_fields], row[:split]
-    )
-    conversation.owner = user_model.from_db(connection.alias, [f.attname for f in owner_fields], row[split:])
-    return conversation
-
-
-def insert_messages(messages: list[Message]) -> None:
-    """INSERT the new messages in one statement (what `bulk_create` does, without its compiling)."""
-    fields = Message._meta.concrete_fields
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (
-        f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * len(messages))}"
-    )
-    params = [
-        field.get_db_prep_save(getattr(message, field.attname), connection)
-        for message in messages
-        for field in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    for message in messages:
-        message._state.adding, message._state.db = False, connection.alias
-
-
-def _converters(model) -> list:
-    """Per column of `model`, what turns the database's value into the field's Python
-    value, as the ORM applies it (the backend's converters, e.g. SQLite's UUIDs,
-    booleans and datetimes, then the field's `from_db_value`). Built once per backend."""
-    key = (connection.vendor, model)
-    converters = _CONVERTERS.get(key)
-    if converters is None:
-        from django.db.models.expressions import Col
-
-        converters = []
-        for field in model._meta.concrete_fields:
-            column = Col(model._meta.db_table, field)
-            steps = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-            converters.append(_chain(steps, column) if steps else None)
-        _CONVERTERS[key] = converters
-    return converters
-
-
-_CONVERTERS: dict[tuple[str, type], list] = {}
-
-
-def _chain(steps, expression):
-    def convert(value):
-        for step in steps:
-            value = step(value, expression, connection)
-        return value
-
-    return convert
 
 
 def read_send_state(

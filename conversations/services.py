@@ -19,7 +19,8 @@ from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
 from conversations.rendering import render_markdown, stable_prefix_length
-from conversations.send_state import SendState, insert_messages, lock_for_send, read_send_state
+from conversations.send_state import SendState, read_send_state
+from conversations.statements import insert_rows, lock_for_send, update_where
 
 TITLE_MAX_CHARS = 200
 
@@ -341,7 +342,7 @@ def _ask(
     reply = _new_reply(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
-    insert_messages([user_message, reply])
+    insert_rows([user_message, reply])
     conversation.touch()
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
@@ -425,7 +426,8 @@ def reply_finish(
     source: str = Source.CHAT,
     api_key_name: str = "",
 ) -> Message | None:
-    """Write the final reply and its UsageEvent, once, in one transaction (three statements).
+    """Write the final reply and its UsageEvent, once, in one transaction (three
+    hand-written statements, conversations/statements.py).
 
     `source` and `api_key_name` are the conversation's (where the call came
     from: the chat, or an API key), as the job read them. Returns the reply as
@@ -445,8 +447,11 @@ def reply_finish(
         "ttft_ms": ttft_ms,
         "duration_ms": duration_ms,
     }
-    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        **final, worker="", heartbeat_at=None, updated_at=now
+    updated = update_where(
+        Message,
+        {**final, "worker": "", "heartbeat_at": None, "updated_at": now},
+        pk=message_id,
+        status=Message.Status.STREAMING,
     )
     if updated:
         message = Message(
@@ -458,23 +463,27 @@ def reply_finish(
         message = Message.objects.filter(pk=message_id).first()
         if message is None and not Conversation.objects.filter(pk=conversation_id).exists():
             conversation_id = None
-    UsageEvent.objects.create(
-        user_id=user_id,
-        conversation_id=conversation_id,
-        source=source,
-        api_key_name=api_key_name,
-        message_id=message.id if message is not None else None,
-        provider=provider,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        ttft_ms=ttft_ms,
-        duration_ms=duration_ms,
-        status=usage_status,
-        error_code=error_code,
+    insert_rows(
+        [
+            UsageEvent(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                source=source,
+                api_key_name=api_key_name,
+                message_id=message.id if message is not None else None,
+                provider=provider,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                ttft_ms=ttft_ms,
+                duration_ms=duration_ms,
+                status=usage_status,
+                error_code=error_code,
+            )
+        ]
     )
     if updated:
-        Conversation.objects.filter(pk=conversation_id).update(updated_at=now)
+        update_where(Conversation, {"updated_at": now}, pk=conversation_id)
     return message
 
 

@@ -1,0 +1,131 @@
+"""The hottest writes and the send's locks, hand-written.
+
+Every send locks its conversation and owner and inserts two messages; every
+reply ends with an update of its row, a usage event and the conversation's
+time. Built by the ORM, these statements cost more Python than PostgreSQL
+takes to run them (the locking `select_related`, `bulk_create` and
+`Model.save` compiling; a reply's final write was ~10 % of a streaming
+process's CPU at N=100, docs/perf.md round three). Here they are portable SQL
+(PostgreSQL and SQLite, which has no row locks) built from the models' own
+table and column names, values go through each field's `get_db_prep_*` and
+come back through the ORM's converters and `Model.from_db`, as the ORM's own
+would.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth import get_user_model
+from django.db import connection, models
+
+from conversations.models import Conversation
+
+
+def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | None:
+    """The owner's conversation with its `owner` row, both locked `FOR UPDATE` in one
+    statement (None: no such conversation of theirs). Inside a transaction."""
+    user_model = get_user_model()
+    conversation_fields = Conversation._meta.concrete_fields
+    owner_fields = user_model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    owner_column = quote(Conversation._meta.get_field("owner").column)
+    columns = [f"c.{quote(f.column)}" for f in conversation_fields]
+    columns += [f"u.{quote(f.column)}" for f in owner_fields]
+    lock = " FOR UPDATE OF c, u" if connection.features.has_select_for_update_of else ""
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(Conversation._meta.db_table)} c "
+        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = c.{owner_column} "
+        f"WHERE c.{quote(Conversation._meta.pk.column)} = %s AND c.{owner_column} = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, connection), owner_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    converters = _converters(Conversation) + _converters(user_model)
+    row = [
+        value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)
+    ]
+    split = len(conversation_fields)
+    conversation = Conversation.from_db(
+        connection.alias, [f.attname for f in conversation_fields], row[:split]
+    )
+    conversation.owner = user_model.from_db(connection.alias, [f.attname for f in owner_fields], row[split:])
+    return conversation
+
+
+def insert_rows(rows: list[models.Model]) -> None:
+    """INSERT new rows of one model in one statement (what `bulk_create` does, without
+    its compiling). An auto-incremented key is left to the database and not read back."""
+    meta = rows[0]._meta
+    fields = [field for field in meta.concrete_fields if not field.db_returning]
+    quote = connection.ops.quote_name
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([placeholders] * len(rows))}"
+    )
+    params = [
+        field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    for row in rows:
+        row._state.adding, row._state.db = False, connection.alias
+
+
+def update_where(model: type[models.Model], values: dict, **where) -> int:
+    """UPDATE `model` SET `values` WHERE every `where` field equals its value; the rows
+    changed (what `filter(**where).update(**values)` does, without its compiling)."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+
+    def column(name: str):
+        field = meta.pk if name == "pk" else meta.get_field(name)
+        return quote(field.column), field
+
+    sets, params = [], []
+    for name, value in values.items():
+        name, field = column(name)
+        sets.append(f"{name} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    conditions = []
+    for name, value in where.items():
+        name, field = column(name)
+        conditions.append(f"{name} = %s")
+        params.append(field.get_db_prep_value(value, connection))
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _converters(model) -> list:
+    """Per column of `model`, what turns the database's value into the field's Python
+    value, as the ORM applies it (the backend's converters, e.g. SQLite's UUIDs,
+    booleans and datetimes, then the field's `from_db_value`). Built once per backend."""
+    key = (connection.vendor, model)
+    converters = _CONVERTERS.get(key)
+    if converters is None:
+        from django.db.models.expressions import Col
+
+        converters = []
+        for field in model._meta.concrete_fields:
+            column = Col(model._meta.db_table, field)
+            steps = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+            converters.append(_chain(steps, column) if steps else None)
+        _CONVERTERS[key] = converters
+    return converters
+
+
+_CONVERTERS: dict[tuple[str, type], list] = {}
+
+
+def _chain(steps, expression):
+    def convert(value):
+        for step in steps:
+            value = step(value, expression, connection)
+        return value
+
+    return convert
