@@ -244,6 +244,7 @@ async def test_a_password_in_the_provider_url_appears_in_no_log_frame_row_or_hea
     scripted, tmp_path
 ):
     provider, proxy, _ = scripted
+    earlier = len(provider.requests)  # the module's scripted server also served the tests before this one
     env = provider_env(proxy, LLM_BASE_URL=f"http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{proxy.port}/v1")
     with daphne(env, log_dir=tmp_path, name="url-password") as server:
         codes, seen = await provoke(server, proxy, ["[[error:401]]", "[[error:500]]", "hi"])
@@ -251,7 +252,7 @@ async def test_a_password_in_the_provider_url_appears_in_no_log_frame_row_or_hea
 
     assert codes == ["auth", "provider_error", "complete", "unreachable"]
     # The URL's credentials went out as HTTP Basic with every reply's request, and came back in the 401 body.
-    completions = [r for r in provider.requests if r.path.endswith("/chat/completions")]
+    completions = [r for r in provider.requests[earlier:] if r.path.endswith("/chat/completions")]
     assert completions
     assert all(r.authorization == f"Basic {URL_BASIC}" for r in completions)
     for secret in (URL_PASSWORD, URL_BASIC):
