@@ -3,8 +3,9 @@
 The provider's tokens are `feed()` in as they come; a pump sends what is
 pending at most once per flush interval (`message.delta`, new text only, with
 its offset; `flush_interval`: longer when the process is busy), and, as
-markdown blocks finish, their sanitised HTML once (`message.blocks`). `answer_sync` tells a tab that reconnected what it misses.
-Nothing here touches the database.
+markdown blocks finish, their sanitised HTML once (`message.blocks`).
+`answer_sync` tells a tab that reconnected what it misses. Nothing here
+touches the database.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def flush_interval(streaming: int) -> float:
     CHAT_FLUSH_INTERVAL_MS while the process sends fewer than
     CHAT_FLUSH_FRAMES_PER_SECOND deltas a second, then longer so that it keeps to
     that many, up to CHAT_FLUSH_MAX_INTERVAL_MS (docs/perf.md: a frame is ~55 us
-    of the process's CPU, a third of a reply's at N=100)."""
+    of the process's CPU, a quarter of a reply's at N=100)."""
     base = settings.CHAT_FLUSH_INTERVAL_MS / 1000
     longest = max(base, settings.CHAT_FLUSH_MAX_INTERVAL_MS / 1000)
     return min(longest, max(base, streaming / max(1, settings.CHAT_FLUSH_FRAMES_PER_SECOND)))
