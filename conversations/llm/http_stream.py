@@ -136,7 +136,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.reused = False
         self._state = _IDLE
         self._buffer = bytearray()
         self._remaining = 0
@@ -198,24 +197,16 @@ class _Connection(asyncio.Protocol):
         while buffer:
             state = self._state
             if state == _HEAD:
-                end = buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buffer) > MAX_HEAD:
-                        raise MalformedResponse("The response head is too long.")
+                head = self._take_line(b"\r\n\r\n", MAX_HEAD, "The response head is too long.")
+                if head is None:
                     return
-                head = bytes(buffer[:end])
-                del buffer[: end + 4]
                 self._read_head(head)
             elif state == _CHUNK_SIZE:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    if len(buffer) > MAX_CHUNK_LINE:
-                        raise MalformedResponse("A chunk size line is too long.")
+                line = self._take_line(b"\r\n", MAX_CHUNK_LINE, "A chunk size line is too long.")
+                if line is None:
                     return
-                line = bytes(buffer[:end]).split(b";", 1)[0].strip()
-                del buffer[: end + 2]
                 try:
-                    size = int(line, 16)
+                    size = int(line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
                     raise MalformedResponse("A chunk size is not hexadecimal.") from None
                 if size < 0:
@@ -223,9 +214,7 @@ class _Connection(asyncio.Protocol):
                 self._remaining = size
                 self._state = _CHUNK_DATA if size else _TRAILERS
             elif state == _CHUNK_DATA:
-                piece = bytes(buffer[: self._remaining])
-                del buffer[: len(piece)]
-                self._remaining -= len(piece)
+                piece = self._take_remaining()
                 if not self._remaining:
                     self._state = _CHUNK_END
                 self._deliver(piece)
@@ -237,19 +226,13 @@ class _Connection(asyncio.Protocol):
                 del buffer[:2]
                 self._state = _CHUNK_SIZE
             elif state == _TRAILERS:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    if len(buffer) > MAX_HEAD:
-                        raise MalformedResponse("The trailers are too long.")
+                trailer = self._take_line(b"\r\n", MAX_HEAD, "The trailers are too long.")
+                if trailer is None:
                     return
-                del buffer[: end + 2]
-                if end == 0:
+                if not trailer:
                     self._finish_body()
             elif state == _LENGTH:
-                piece = bytes(buffer[: self._remaining])
-                del buffer[: len(piece)]
-                self._remaining -= len(piece)
-                self._deliver(piece)
+                self._deliver(self._take_remaining())
                 if not self._remaining:
                     self._finish_body()
             elif state == _UNTIL_CLOSE:
@@ -258,6 +241,25 @@ class _Connection(asyncio.Protocol):
                 self._deliver(piece)
             else:  # _DONE with bytes left: a second response nobody asked for
                 raise MalformedResponse("The server sent bytes after the response.")
+
+    def _take_line(self, end: bytes, limit: int, too_long: str) -> bytes | None:
+        """The buffer up to `end` (taken off it, `end` too), or None until it has arrived."""
+        buffer = self._buffer
+        at = buffer.find(end)
+        if at < 0:
+            if len(buffer) > limit:
+                raise MalformedResponse(too_long)
+            return None
+        line = bytes(buffer[:at])
+        del buffer[: at + len(end)]
+        return line
+
+    def _take_remaining(self) -> bytes:
+        """As much of the current chunk or body as the buffer holds (taken off it)."""
+        piece = bytes(self._buffer[: self._remaining])
+        del self._buffer[: len(piece)]
+        self._remaining -= len(piece)
+        return piece
 
     def _read_head(self, head: bytes) -> None:
         try:
@@ -399,6 +401,12 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def enter_tunnel(self) -> None:
+        """After a proxy's 2xx to CONNECT: that answer has no body whatever its headers
+        say, and the bytes that follow belong to the tunnel (TLS, then the request)."""
+        self._state, self._buffer = _IDLE, bytearray()
+        self._stop_timer()
+
     def settle(self) -> bool:
         """After a response: True when the connection can carry another request."""
         self._stop_timer()
@@ -534,7 +542,7 @@ class Pool:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if proxy is not None and proxy.authorization and origin.scheme == "http":
             lines.append(f"Proxy-Authorization: {proxy.authorization}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        request = _request_head(lines) + body
 
         connection = self._take(origin)
         if connection is not None:
@@ -548,13 +556,7 @@ class Pool:
         return await self._exchange(connection, request, deadline)
 
     async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> Response:
-        connection.begin(request, deadline)
-        try:
-            while not connection.status:
-                await connection.wait()
-        except BaseException:
-            connection.abort()
-            raise
+        await _until_head(connection, request, deadline)
         return Response(connection, self)
 
     def _take(self, origin: Origin) -> _Connection | None:
@@ -567,7 +569,6 @@ class Pool:
                 and not connection.transport.is_closing()
                 and now - connection.idle_since < KEEPALIVE_SECONDS
             ):
-                connection.reused = True
                 return connection
             connection.abort()
         return None
@@ -595,7 +596,7 @@ class Pool:
                     )
                 else:
                     connection = await self._tunnel(loop, origin, proxy, tls, deadline)
-        except TimeoutError:
+        except TimeoutError:  # an OSError too, but the deadline's, not the network's
             raise
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"Could not connect to {origin.authority}: {type(exc).__name__}") from exc
@@ -610,19 +611,11 @@ class Pool:
         lines = [f"CONNECT {origin.host}:{origin.port} HTTP/1.1", f"Host: {origin.host}:{origin.port}"]
         if proxy.authorization:
             lines.append(f"Proxy-Authorization: {proxy.authorization}")
-        connection.begin(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), deadline)
-        try:
-            while not connection.status:
-                await connection.wait()
-        except BaseException:
-            connection.abort()
-            raise
+        await _until_head(connection, _request_head(lines), deadline)
         if not 200 <= connection.status < 300:
             connection.abort()
             raise ConnectFailed(f"The proxy refused the tunnel: {connection.status} {connection.reason}")
-        # A CONNECT's 2xx has no body whatever its headers say: the tunnel starts after the head.
-        connection._state, connection._buffer = _IDLE, bytearray()
-        connection._stop_timer()
+        connection.enter_tunnel()
         connection.transport = await loop.start_tls(transport, connection, tls, server_hostname=origin.host)
         return connection
 
@@ -631,3 +624,18 @@ class Pool:
             for connection in idle:
                 connection.abort()
         self._idle.clear()
+
+
+def _request_head(lines: list[str]) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _until_head(connection: _Connection, request: bytes, deadline: float) -> None:
+    """Send `request` and wait for the response's head; on any failure the connection is closed."""
+    connection.begin(request, deadline)
+    try:
+        while not connection.status:
+            await connection.wait()
+    except BaseException:
+        connection.abort()
+        raise
