@@ -136,21 +136,11 @@ def _instrument_httpx2(tracer) -> None:
     except ImportError:  # no OpenAI-compatible provider installed
         return
     from opentelemetry import propagate
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import SpanKind
 
     def attributes(request) -> dict[str, Any]:
-        url = request.url  # no query and no credentials: they are nobody's business in a trace
-        return {
-            "http.request.method": request.method,
-            "url.full": f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}{url.path}",
-            "server.address": url.host,
-            "server.port": url.port or (443 if url.scheme == "https" else 80),
-        }
-
-    def finished(span, response) -> None:
-        span.set_attribute("http.response.status_code", response.status_code)
-        if response.status_code >= 400:
-            span.set_status(Status(StatusCode.ERROR))
+        url = request.url
+        return _client_attributes(request.method, url.scheme, url.host, url.port, url.path)
 
     send_async = httpx2.AsyncHTTPTransport.handle_async_request
     send_sync = httpx2.HTTPTransport.handle_request
@@ -163,7 +153,7 @@ def _instrument_httpx2(tracer) -> None:
         ) as span:
             propagate.inject(request.headers)
             response = await send_async(self, request)
-            finished(span, response)
+            response_status(span, response.status_code)
             return response
 
     def handle_request(self, request):
@@ -172,7 +162,7 @@ def _instrument_httpx2(tracer) -> None:
         ) as span:
             propagate.inject(request.headers)
             response = send_sync(self, request)
-            finished(span, response)
+            response_status(span, response.status_code)
             return response
 
     handle_async_request.chat_traced = True
@@ -212,40 +202,44 @@ def span(
         yield current
 
 
-def client_request(method: str, url: str, headers: dict[str, str]) -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def client_request(method: str, url: str, headers: dict[str, str]) -> Iterator[Any]:
     """A CLIENT span around an HTTP request our own client sends (the reply reader,
     conversations/llm/http_stream.py), its trace context put in `headers` as
-    `traceparent`; set `http.response.status_code` on the span it yields."""
+    `traceparent`; give it the answer's status with `response_status`."""
     if not _enabled:
-        return contextlib.nullcontext(NO_SPAN)
+        yield NO_SPAN
+        return
     from urllib.parse import urlsplit
 
     from opentelemetry import propagate
 
-    parts = urlsplit(url)  # no query and no credentials: they are nobody's business in a trace
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    manager = span(
-        method,
-        kind="client",
-        attributes={
-            "http.request.method": method,
-            "url.full": f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}",
-            "server.address": parts.hostname,
-            "server.port": port,
-        },
-    )
+    parts = urlsplit(url)
+    attributes = _client_attributes(method, parts.scheme, parts.hostname, parts.port, parts.path)
+    with span(method, kind="client", attributes=attributes) as current:
+        propagate.inject(headers)
+        yield current
 
-    @contextlib.contextmanager
-    def traced() -> Iterator[Any]:
-        with manager as current:
-            propagate.inject(headers)
-            yield current
-            if (getattr(current, "attributes", None) or {}).get("http.response.status_code", 0) >= 400:
-                from opentelemetry.trace import Status, StatusCode
 
-                current.set_status(Status(StatusCode.ERROR))
+def response_status(current: Any, status: int) -> None:
+    """An HTTP answer's status on a CLIENT span; from 400 on the span is an error."""
+    if current is NO_SPAN:
+        return
+    current.set_attribute("http.response.status_code", status)
+    if status >= 400:
+        from opentelemetry.trace import Status, StatusCode
 
-    return traced()
+        current.set_status(Status(StatusCode.ERROR))
+
+
+def _client_attributes(method: str, scheme: str, host: str, port: int | None, path: str) -> dict[str, Any]:
+    """A CLIENT span's attributes; no query and no credentials: they are nobody's business in a trace."""
+    return {
+        "http.request.method": method,
+        "url.full": f"{scheme}://{host}{f':{port}' if port else ''}{path}",
+        "server.address": host,
+        "server.port": port or (443 if scheme == "https" else 80),
+    }
 
 
 def set_attributes(*, attributes: Mapping[str, Any] | None = None, **names: Any) -> None:

@@ -318,7 +318,7 @@ class OpenAIStream(IteratorStream):
                         response = await provider.pool().post(
                             url, self._body(model), headers, deadline=deadline
                         )
-                    span.set_attribute("http.response.status_code", response.status)
+                    tracing.response_status(span, response.status)
                 if response.status >= 400:
                     async with asyncio.timeout_at(deadline) as self._deadline:
                         body = await response.read(MAX_ERROR_BODY)
