@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts import policy
@@ -20,7 +20,7 @@ from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
 from conversations.rendering import render_markdown, stable_prefix_length
 from conversations.send_state import SendState, read_send_state
-from conversations.statements import insert_rows, lock_for_send, update_where
+from conversations.statements import checkpoint_replies, insert_rows, lock_for_send, update_where
 
 TITLE_MAX_CHARS = 200
 
@@ -371,30 +371,9 @@ def reply_checkpoint(*, message_id: uuid.UUID, content: str) -> None:
 
 
 def replies_checkpoint(*, contents: dict[uuid.UUID, str]) -> None:
-    """Checkpoint several streaming replies in one statement: their partial text and heartbeat.
-
-    Hand-written SQL (portable, like send_state's): built with the ORM, the
-    `CASE` of one `WHEN` a reply cost ~0.4 ms of Python per reply (each
-    `When` copied and resolved), 7 % of a streaming process's CPU at N=100
-    (docs/perf.md, round three).
-    """
-    if not contents:
-        return
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    quote, meta = connection.ops.quote_name, Message._meta
-    pk = meta.pk
-    ids = [pk.get_db_prep_value(message_id, connection) for message_id in contents]
-    column = {name: quote(meta.get_field(name).column) for name in ("id", "content", "status")}
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {column['content']} = CASE {column['id']} "
-        + "WHEN %s THEN %s " * len(ids)
-        + f"ELSE {column['content']} END, "
-        + f"{quote(meta.get_field('heartbeat_at').column)} = %s, {quote(meta.get_field('updated_at').column)} = %s "
-        + f"WHERE {column['id']} IN ({', '.join(['%s'] * len(ids))}) AND {column['status']} = %s"
-    )
-    params = [value for pair in zip(ids, contents.values(), strict=True) for value in pair]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, now, now, *ids, Message.Status.STREAMING.value])
+    """Checkpoint several streaming replies in one statement: their partial text and heartbeat."""
+    if contents:
+        checkpoint_replies(contents, now=timezone.now())
 
 
 _OUTCOME_STATUS = {

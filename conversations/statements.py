@@ -1,8 +1,8 @@
 """The hottest writes and the send's locks, hand-written.
 
 Every send locks its conversation and owner and inserts two messages; every
-reply ends with an update of its row, a usage event and the conversation's
-time. Built by the ORM, these statements cost more Python than PostgreSQL
+streaming reply is checkpointed about once a second; every reply ends with an
+update of its row, a usage event and the conversation's time. Built by the ORM, these statements cost more Python than PostgreSQL
 takes to run them (the locking `select_related`, `bulk_create` and
 `Model.save` compiling; a reply's final write was ~10 % of a streaming
 process's CPU at N=100, docs/perf.md round three). Here they are portable SQL
@@ -19,7 +19,7 @@ import uuid
 from django.contrib.auth import get_user_model
 from django.db import connection, models
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Message
 
 
 def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | None:
@@ -99,6 +99,29 @@ def update_where(model: type[models.Model], values: dict, **where) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def checkpoint_replies(contents: dict[uuid.UUID, str], *, now) -> None:
+    """Each `streaming` reply's partial text, with `now` as its heartbeat, in one `UPDATE`.
+    Built with the ORM, the `CASE` of one `WHEN` a reply cost ~0.4 ms of Python per
+    reply (each `When` copied and resolved): 7 % of a streaming process's CPU at N=100."""
+    meta = Message._meta
+    quote = connection.ops.quote_name
+    column = {
+        name: quote(meta.get_field(name).column)
+        for name in ("id", "content", "status", "heartbeat_at", "updated_at")
+    }
+    ids = [meta.pk.get_db_prep_value(message_id, connection) for message_id in contents]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {column['content']} = CASE {column['id']} "
+        + "WHEN %s THEN %s " * len(ids)
+        + f"ELSE {column['content']} END, {column['heartbeat_at']} = %s, {column['updated_at']} = %s "
+        + f"WHERE {column['id']} IN ({', '.join(['%s'] * len(ids))}) AND {column['status']} = %s"
+    )
+    when_then = [value for pair in zip(ids, contents.values(), strict=True) for value in pair]
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*when_then, at, at, *ids, Message.Status.STREAMING.value])
 
 
 def _converters(model) -> list:
