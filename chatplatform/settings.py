@@ -197,7 +197,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chatplatform.cache.ChatRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "chat",
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},

@@ -124,9 +124,6 @@ class Conversation(models.Model):
             return newest_id
         return chosen if any(row[0] == chosen for row in rows) else newest_id
 
-    def touch(self) -> None:
-        Conversation.objects.filter(pk=self.pk).update(updated_at=timezone.now())
-
     def set_pinned(self, pinned: bool) -> None:
         """Pin or unpin; the conversation keeps its place in time (updated_at is left alone)."""
         Conversation.objects.filter(pk=self.pk).update(pinned=pinned)

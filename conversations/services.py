@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import policy
+from chatplatform.cache import count
 from conversations.events import conversation_payload, publish_on_commit
 from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
@@ -146,14 +146,7 @@ def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
 
 def _count_send(user_id: int) -> None:
     minute = int(time.time() // 60)
-    key = f"ratelimit:send:{user_id}:{minute}"
-    cache.add(key, 0, timeout=120)
-    try:
-        sends = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=120)
-        sends = 1
-    if sends > settings.CHAT_MESSAGES_PER_MINUTE:
+    if count(f"ratelimit:send:{user_id}:{minute}", timeout=120) > settings.CHAT_MESSAGES_PER_MINUTE:
         raise SendRefused(
             "rate_limited", f"At most {settings.CHAT_MESSAGES_PER_MINUTE} messages a minute; wait a moment."
         )
@@ -279,7 +272,7 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
     check_can_generate(conversation=conversation, state=send_state(conversation))
     reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
     reply.save(force_insert=True)
-    conversation.touch()
+    _touch(conversation)
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
 
@@ -308,7 +301,7 @@ def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID,
     reply.heartbeat_at = now
     reply.updated_at = now
     reply.save(update_fields=["status", "finish_reason", "worker", "heartbeat_at", "updated_at"])
-    conversation.touch()
+    _touch(conversation)
     # Every tab turns the finished reply back into a live one, its finished blocks
     # rendered as the runtime's relay counts them, so the deltas and blocks that follow fit.
     end = stable_prefix_length(reply.content)
@@ -343,9 +336,14 @@ def _ask(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
     insert_rows([user_message, reply])
-    conversation.touch()
+    _touch(conversation)
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
+
+
+def _touch(conversation: Conversation) -> None:
+    """The conversation moves to the top of its owner's history."""
+    update_where(Conversation, {"updated_at": timezone.now()}, pk=conversation.pk)
 
 
 def _announce(conversation: Conversation, user_message: Message | None, reply: Message) -> None:

@@ -92,7 +92,7 @@ def test_database_url_wins_over_postgres_variables():
 def test_redis_url_selects_redis_channel_layer_and_cache():
     s = settings_with(REDIS_URL="redis://127.0.0.1:6379/3")
     assert s["CHANNEL_BACKEND"] == "conversations.layers.ChatRedisChannelLayer"
-    assert s["CACHE_BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert s["CACHE_BACKEND"] == "chatplatform.cache.ChatRedisCache"
 
 
 def test_production_without_secret_key_refuses_to_start():
