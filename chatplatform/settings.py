@@ -184,6 +184,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # database that is away is reported as quickly as without the pool.
             "timeout": env.float("DB_POOL_TIMEOUT", default=2.0),
         }
+    # The statements every send and reply run are prepared once a connection has run
+    # them this many times (conversations/statements.py `prepared_cursor`; every other
+    # query is bound in Python and never prepared). 0 turns preparing off: for a
+    # transaction-mode pooler without prepared-statement support (PgBouncer < 1.21).
+    prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channels and cache ----------------------------------------------------

@@ -25,6 +25,7 @@ from django.db import connection
 from accounts import policy
 from accounts.models import ANY_MODEL, GroupModelAccess, Profile
 from conversations.models import Conversation, Message, UsageEvent
+from conversations.statements import prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ def read_send_state(
         default_model,
         Conversation._meta.pk.get_db_prep_value(conversation.pk, connection),
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_SQL.format(**_tables()), params)
         row = cursor.fetchone()
     resend_id, busy, running, spent, granted, daily, concurrent, leaf_id = row

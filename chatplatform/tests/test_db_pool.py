@@ -47,6 +47,23 @@ def test_persistent_connections_instead_of_the_pool_need_the_pool_off():
     }
 
 
+def test_send_statements_are_prepared_after_five_runs_unless_the_threshold_is_zero():
+    probe = POOL_PROBE.replace(
+        '"pool": db.get("OPTIONS", {}).get("pool")', '"prepare": db["OPTIONS"].get("prepare_threshold")'
+    )
+
+    def threshold(**overrides: str):
+        proc = resolve(DATABASE_URL=PG, **overrides, PROBE_CODE=probe)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])["prepare"]
+
+    assert (threshold(), threshold(DB_PREPARE_THRESHOLD="2"), threshold(DB_PREPARE_THRESHOLD="0")) == (
+        5,
+        2,
+        None,
+    )
+
+
 def test_sqlite_has_no_pool():
     assert pool_settings()["pool"] is None
 

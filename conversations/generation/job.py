@@ -19,6 +19,7 @@ from accounts.models import Profile
 from conversations.llm.base import ChatMessage, GenerationOptions
 from conversations.models import Conversation, Message, Source
 from conversations.send_state import as_uuid
+from conversations.statements import prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
         profile=quote(Profile._meta.db_table),
         attachment=quote(Attachment._meta.db_table),
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             sql, [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value]
         )
@@ -142,7 +143,7 @@ def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     enough_chars = 4 * 2 * settings.LLM_CONTEXT_TOKENS
     table = connection.ops.quote_name(Message._meta.db_table)
     leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_BRANCH_TAIL_SQL.format(table=table), [leaf, MAX_BRANCH_DEPTH, enough_chars])
         rows = cursor.fetchall()
     tail = [

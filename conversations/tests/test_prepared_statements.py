@@ -1,0 +1,62 @@
+"""A send's statements are prepared on PostgreSQL after DB_PREPARE_THRESHOLD runs, and only they."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+
+from conversations import services
+from conversations.models import Message
+from conversations.tests.conftest import make_conversation, make_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
+
+
+@pytest.fixture
+def threshold():
+    """Set the connection's threshold (settings.py sets it from DB_PREPARE_THRESHOLD)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's (run with DATABASE_URL, as CI does)")
+    connection.ensure_connection()
+    was = connection.connection.prepare_threshold
+
+    def set_to(value: int | None) -> None:
+        connection.connection.prepare_threshold = value
+
+    yield set_to
+    connection.connection.prepare_threshold = was
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def sends(count: int) -> None:
+    alice = make_user()
+    for _ in range(count):
+        conversation = make_conversation(alice)
+        start = services.message_send(
+            conversation_id=conversation.id, user=alice, content="hi", client_id=uuid.uuid4(), worker="w"
+        )
+        Message.objects.filter(pk=start.reply.id).update(status="complete")
+
+
+def test_the_send_statements_are_prepared_once_run_often_enough(threshold):
+    threshold(5)
+    sends(6)
+    prepared = prepared_statements()
+    assert any("FOR UPDATE OF c, u" in sql for sql in prepared)  # the locks
+    assert any("AS resend_id" in sql for sql in prepared)  # the checks
+    assert any(sql.startswith('INSERT INTO "conversations_message"') for sql in prepared)
+    # The ORM's own statements are bound in Python and never prepared.
+    assert not any('UPDATE "conversations_message" SET "status"' in sql for sql in prepared)
+
+
+def test_nothing_is_prepared_with_the_threshold_off(threshold):
+    threshold(None)  # DB_PREPARE_THRESHOLD=0
+    sends(6)
+    assert prepared_statements() == []
