@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections import deque
 
 import structlog
@@ -31,7 +32,7 @@ class _Lane:
     __slots__ = ("items", "queued", "sent", "task", "waiters")
 
     def __init__(self) -> None:
-        self.items: deque[dict] = deque()
+        self.items: deque[tuple[dict, float]] = deque()  # (message, queued at: time.monotonic)
         self.queued = 0
         self.sent = 0
         self.task: asyncio.Task | None = None
@@ -79,7 +80,7 @@ class Outbox:
         lane = self._lanes.get(group)
         if lane is None:
             lane = self._lanes[group] = _Lane()
-        lane.items.append(message)
+        lane.items.append((message, time.monotonic()))
         lane.queued += 1
         if lane.task is None:
             lane.task = self.loop.create_task(
@@ -101,9 +102,9 @@ class Outbox:
     async def _drain(self, group: str, lane: _Lane) -> None:
         try:
             while lane.items:
-                message = lane.items.popleft()
+                message, queued_at = lane.items.popleft()
                 try:
-                    await self.sockets.group_send(group, message)
+                    await self.sockets.group_send(group, message, queued_at=queued_at)
                 except Exception as exc:  # Redis away: this event is lost; tabs catch up on reconnect
                     log.warning("outbox_send_failed", group=group, error=type(exc).__name__)
                 lane.sent += 1

@@ -26,7 +26,8 @@ Deliver = Callable[[dict], Awaitable[None]]
 # members as read up to MEMBERS_TTL seconds before. A tab that joins on another process
 # in the middle of a reply may so miss up to a second of deltas: it sees a gap in the
 # offsets and asks `sync`, as after any reconnect (and a `sync` refreshes the members).
-# Every other event reads the members afresh.
+# Every other event reads the members afresh: after it was queued, so events queued
+# together (a send's two `message.created`) share the read made for the first.
 MEMBERS_TTL = 1.0
 
 
@@ -58,17 +59,20 @@ class LocalSockets:
         """Read the group's members afresh for the next event (someone joined elsewhere)."""
         self._members.pop(group, None)
 
-    async def group_send(self, group: str, message: dict, *, stream: bool = False) -> None:
+    async def group_send(
+        self, group: str, message: dict, *, stream: bool = False, queued_at: float | None = None
+    ) -> None:
         """`layer.group_send`, but this process's members get the message without the layer.
 
-        `stream` events (deltas, blocks) may use the members read within MEMBERS_TTL.
+        `stream` events (deltas, blocks) may use the members read within MEMBERS_TTL;
+        an event queued at `queued_at` (time.monotonic) those read since then.
         """
         layer = get_channel_layer()
         local = dict(self.groups.get(group, {}))
         if not local:  # nobody here: the layer does it all
             await layer.group_send(group, message)
             return
-        members = await self._group_members(layer, group, cached=stream)
+        members = await self._group_members(layer, group, cached=stream, read_since=queued_at)
         for deliver in local.values():
             await _deliver(deliver, message)
         for channel in members:
@@ -86,10 +90,16 @@ class LocalSockets:
         else:
             await get_channel_layer().send(channel, message)
 
-    async def _group_members(self, layer, group: str, *, cached: bool) -> list[str]:
-        entry = self._members.get(group) if cached else None
-        if entry is not None and time.monotonic() - entry[0] < MEMBERS_TTL:
-            return entry[1]
+    async def _group_members(
+        self, layer, group: str, *, cached: bool, read_since: float | None = None
+    ) -> list[str]:
+        entry = self._members.get(group)
+        if entry is not None:
+            read_at, members = entry
+            if (cached and time.monotonic() - read_at < MEMBERS_TTL) or (
+                read_since is not None and read_at >= read_since
+            ):
+                return members
         read_at = time.monotonic()
         members = await layer.group_channels(group)
         if group in self.groups:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from channels.layers import channel_layers
+
 from conversations.generation.outbox import Outbox
+from conversations.generation.sockets import LocalSockets
+from conversations.layers import ChatInMemoryChannelLayer
 
 
 class HeldSockets:
@@ -16,7 +20,7 @@ class HeldSockets:
         self.release = asyncio.Event()
         self.sent: list[tuple[str, dict]] = []
 
-    async def group_send(self, group: str, message: dict) -> None:
+    async def group_send(self, group: str, message: dict, *, queued_at: float | None = None) -> None:
         if group == self.held:
             await self.release.wait()
         self.sent.append((group, message))
@@ -42,4 +46,43 @@ async def test_a_groups_events_go_out_while_another_groups_are_held_and_each_in_
     sockets.release.set()
     await asyncio.wait_for(everything, timeout=2)
     assert [m["n"] for g, m in sockets.sent if g == "busy"] == [0, 1, 2]
+    await outbox.close()
+
+
+class CountingLayer(ChatInMemoryChannelLayer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.member_reads = 0
+
+    async def group_channels(self, group: str) -> list[str]:
+        self.member_reads += 1
+        return await super().group_channels(group)
+
+
+async def test_events_queued_together_share_one_read_of_the_groups_members():
+    layer = channel_layers.backends["default"] = CountingLayer()
+    here: list[dict] = []
+
+    async def deliver(message: dict) -> None:
+        here.append(message)
+
+    elsewhere = await layer.new_channel()  # a tab on another process
+    await layer.group_add("chat", elsewhere)
+    await layer.group_add("chat", "local!tab")
+    sockets = LocalSockets()
+    sockets.join("chat", "local!tab", deliver)
+    outbox = Outbox(sockets, asyncio.get_running_loop())
+    outbox.start()
+
+    outbox.put("chat", {"type": "chat.event", "n": 0})  # a send's two message.created
+    outbox.put("chat", {"type": "chat.event", "n": 1})
+    await asyncio.wait_for(outbox.flushed("chat"), timeout=2)
+    assert layer.member_reads == 1
+    assert [m["n"] for m in here] == [0, 1]
+    assert [(await layer.receive(elsewhere))["n"] for _ in range(2)] == [0, 1]
+
+    outbox.put("chat", {"type": "chat.event", "n": 2})  # queued after that read: read again
+    await asyncio.wait_for(outbox.flushed("chat"), timeout=2)
+    assert layer.member_reads == 2
+    assert [m["n"] for m in here] == [0, 1, 2]
     await outbox.close()
