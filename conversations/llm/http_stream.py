@@ -517,10 +517,13 @@ def tls_context() -> ssl.SSLContext:
 
 
 class Pool:
-    """Keep-alive connections of one event loop, by origin."""
+    """Keep-alive connections of one event loop, by origin. The environment's proxy for
+    an origin is read once per pool, as httpx reads it once per client (reading it takes
+    a walk through the whole environment)."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
+        self._proxies: dict[Origin, _Proxy | None] = {}
         self._ssl = ssl_context
         self.opened = 0  # connections opened so far (tests and the benchmark read it)
 
@@ -535,7 +538,9 @@ class Pool:
         origin = Origin.of(url)
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        proxy = proxy_for(origin)
+        if origin not in self._proxies:
+            self._proxies[origin] = proxy_for(origin)
+        proxy = self._proxies[origin]
         if proxy is not None and origin.scheme == "http":
             target = f"http://{origin.authority}{target}"  # absolute form, through the proxy
         lines = [f"POST {target} HTTP/1.1", f"Host: {origin.authority}", f"Content-Length: {len(body)}"]
