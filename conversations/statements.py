@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.utils import CursorWrapper
 
 from conversations.models import Conversation, Message
@@ -34,39 +34,42 @@ def prepared_cursor() -> CursorWrapper:
     statements are prepared: their text never changes, so the few a
     connection keeps are always the same.
     """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return db.cursor()
     import psycopg
 
     # What `connection.cursor()` does first, then a server-binding cursor in the same wrapper
     # (errors translated, queries logged when Django logs them).
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        cursor = psycopg.Cursor(connection.connection)
-    return (
-        connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
-    )
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = psycopg.Cursor(db.connection)
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
 def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | None:
     """The owner's conversation with its `owner` row, both locked `FOR UPDATE` in one
     statement (None: no such conversation of theirs). Inside a transaction."""
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's own, looked up once (each `connection.x` looks it up)
     user_model = get_user_model()
     conversation_fields = Conversation._meta.concrete_fields
     owner_fields = user_model._meta.concrete_fields
-    quote = connection.ops.quote_name
-    owner_column = quote(Conversation._meta.get_field("owner").column)
-    columns = [f"c.{quote(f.column)}" for f in conversation_fields]
-    columns += [f"u.{quote(f.column)}" for f in owner_fields]
-    lock = " FOR UPDATE OF c, u" if connection.features.has_select_for_update_of else ""
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(Conversation._meta.db_table)} c "
-        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = c.{owner_column} "
-        f"WHERE c.{quote(Conversation._meta.pk.column)} = %s AND c.{owner_column} = %s{lock}"
-    )
+    key = ("lock_for_send", db.vendor)
+    sql = _SQL.get(key)
+    if sql is None:
+        quote = db.ops.quote_name
+        owner_column = quote(Conversation._meta.get_field("owner").column)
+        columns = [f"c.{quote(f.column)}" for f in conversation_fields]
+        columns += [f"u.{quote(f.column)}" for f in owner_fields]
+        lock = " FOR UPDATE OF c, u" if db.features.has_select_for_update_of else ""
+        sql = _SQL[key] = (
+            f"SELECT {', '.join(columns)} FROM {quote(Conversation._meta.db_table)} c "
+            f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = c.{owner_column} "
+            f"WHERE c.{quote(Conversation._meta.pk.column)} = %s AND c.{owner_column} = %s{lock}"
+        )
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, connection), owner_id])
+        cursor.execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, db), owner_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -75,54 +78,51 @@ def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | N
         value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)
     ]
     split = len(conversation_fields)
-    conversation = Conversation.from_db(
-        connection.alias, [f.attname for f in conversation_fields], row[:split]
-    )
-    conversation.owner = user_model.from_db(connection.alias, [f.attname for f in owner_fields], row[split:])
+    conversation = Conversation.from_db(db.alias, [f.attname for f in conversation_fields], row[:split])
+    conversation.owner = user_model.from_db(db.alias, [f.attname for f in owner_fields], row[split:])
     return conversation
 
 
 def insert_rows(rows: list[models.Model]) -> None:
     """INSERT new rows of one model in one statement (what `bulk_create` does, without
     its compiling). An auto-incremented key is left to the database and not read back."""
+    db = connections[DEFAULT_DB_ALIAS]
     meta = rows[0]._meta
     fields = [field for field in meta.concrete_fields if not field.db_returning]
-    quote = connection.ops.quote_name
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([placeholders] * len(rows))}"
-    )
-    params = [
-        field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields
-    ]
+    key = ("insert_rows", db.vendor, meta.label, len(rows))
+    sql = _SQL.get(key)
+    if sql is None:
+        quote = db.ops.quote_name
+        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = _SQL[key] = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES {', '.join([placeholders] * len(rows))}"
+        )
+    params = [field.get_db_prep_save(getattr(row, field.attname), db) for row in rows for field in fields]
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
     for row in rows:
-        row._state.adding, row._state.db = False, connection.alias
+        row._state.adding, row._state.db = False, db.alias
 
 
 def update_where(model: type[models.Model], values: dict, **where) -> int:
     """UPDATE `model` SET `values` WHERE every `where` field equals its value; the rows
     changed (what `filter(**where).update(**values)` does, without its compiling)."""
+    db = connections[DEFAULT_DB_ALIAS]
     meta = model._meta
-    quote = connection.ops.quote_name
 
-    def column(name: str):
-        field = meta.pk if name == "pk" else meta.get_field(name)
-        return quote(field.column), field
+    def field(name: str) -> models.Field:
+        return meta.pk if name == "pk" else meta.get_field(name)
 
-    sets, params = [], []
-    for name, value in values.items():
-        name, field = column(name)
-        sets.append(f"{name} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    conditions = []
-    for name, value in where.items():
-        name, field = column(name)
-        conditions.append(f"{name} = %s")
-        params.append(field.get_db_prep_value(value, connection))
-    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
+    key = ("update_where", db.vendor, meta.label, tuple(values), tuple(where))
+    sql = _SQL.get(key)
+    if sql is None:
+        quote = db.ops.quote_name
+        sets = ", ".join(f"{quote(field(name).column)} = %s" for name in values)
+        conditions = " AND ".join(f"{quote(field(name).column)} = %s" for name in where)
+        sql = _SQL[key] = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {conditions}"
+    params = [field(name).get_db_prep_save(value, db) for name, value in values.items()]
+    params += [field(name).get_db_prep_value(value, db) for name, value in where.items()]
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -170,6 +170,8 @@ def _converters(model) -> list:
 
 
 _CONVERTERS: dict[tuple[str, type], list] = {}
+# Statements by what they depend on (the backend, the model, the columns named): built once.
+_SQL: dict[tuple, str] = {}
 
 
 def _chain(steps, expression):
