@@ -16,4 +16,13 @@ def parallel_hop(fn):
     makes a connection per thread cheap, and each hop is its own transaction.
     (The checkpoint batch stays on the one thread: its writes must land in order.)
     """
-    return database_sync_to_async(fn, thread_sensitive=not settings.CHAT_PARALLEL_HOPS)
+    key = (fn, settings.CHAT_PARALLEL_HOPS)
+    hop = _HOPS.get(key)
+    if hop is None:
+        hop = _HOPS[key] = database_sync_to_async(fn, thread_sensitive=not settings.CHAT_PARALLEL_HOPS)
+    return hop
+
+
+# The wrappers, made once per function: making one inspects the function's signature
+# (~20 us, on the event loop, for every send). The hops are module-level functions.
+_HOPS: dict[tuple, database_sync_to_async] = {}
