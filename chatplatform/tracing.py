@@ -127,6 +127,27 @@ def configure(*, app_env: str, service_name: str = "chatplatform") -> bool:
     return True
 
 
+def traced_cursor(cursor_class: type) -> type:
+    """`cursor_class` (a psycopg cursor class the app makes cursors of itself, not the
+    connection's own) with each query a CLIENT span, as the psycopg instrumentation
+    makes the connection's cursors when traces are on (conversations/statements.py)."""
+    if not _enabled:
+        return cursor_class
+    traced = _TRACED_CURSORS.get(cursor_class)
+    if traced is None:
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.psycopg import _new_cursor_factory
+
+        # The instrumentation's own wrapper (what it gives every connection's cursor factory).
+        traced = _TRACED_CURSORS[cursor_class] = _new_cursor_factory(
+            base_factory=cursor_class, tracer_provider=trace.get_tracer_provider()
+        )
+    return traced
+
+
+_TRACED_CURSORS: dict[type, type] = {}
+
+
 def _instrument_httpx2(tracer) -> None:
     """A CLIENT span per request of httpx2 (the provider's HTTP client), from sending it to
     the response's head (a streamed body goes on inside the reply's span), with the

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.utils import CursorWrapper
 
+from chatplatform import tracing
 from conversations.models import Conversation, Message
 
 
@@ -44,7 +45,7 @@ def prepared_cursor() -> CursorWrapper:
     db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
-        cursor = psycopg.Cursor(db.connection)
+        cursor = tracing.traced_cursor(psycopg.Cursor)(db.connection)
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
