@@ -7,6 +7,7 @@ import uuid
 import pytest
 from django.db import connection
 
+from conftest import require_service
 from conversations import services
 from conversations.models import Message
 from conversations.tests.conftest import make_conversation, make_user
@@ -17,8 +18,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 @pytest.fixture
 def threshold():
     """Set the connection's threshold (settings.py sets it from DB_PREPARE_THRESHOLD)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's (run with DATABASE_URL, as CI does)")
+    # Prepared statements are PostgreSQL's: CI fails without it, elsewhere the test skips.
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
     connection.ensure_connection()
     was = connection.connection.prepare_threshold
 
