@@ -72,7 +72,9 @@ class LocalSockets:
         if not local:  # nobody here: the layer does it all
             await layer.group_send(group, message)
             return
-        members = await self._group_members(layer, group, cached=stream, read_since=queued_at)
+        now = time.monotonic()
+        read_since = now - MEMBERS_TTL if stream else (now if queued_at is None else queued_at)
+        members = await self._group_members(layer, group, read_since=read_since)
         for deliver in local.values():
             await _deliver(deliver, message)
         for channel in members:
@@ -90,16 +92,11 @@ class LocalSockets:
         else:
             await get_channel_layer().send(channel, message)
 
-    async def _group_members(
-        self, layer, group: str, *, cached: bool, read_since: float | None = None
-    ) -> list[str]:
+    async def _group_members(self, layer, group: str, *, read_since: float) -> list[str]:
+        """The group's members as read at `read_since` (time.monotonic) or later."""
         entry = self._members.get(group)
-        if entry is not None:
-            read_at, members = entry
-            if (cached and time.monotonic() - read_at < MEMBERS_TTL) or (
-                read_since is not None and read_at >= read_since
-            ):
-                return members
+        if entry is not None and entry[0] >= read_since:
+            return entry[1]
         read_at = time.monotonic()
         members = await layer.group_channels(group)
         if group in self.groups:
