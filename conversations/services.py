@@ -272,7 +272,7 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
     check_can_generate(conversation=conversation, state=send_state(conversation))
     reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
     reply.save(force_insert=True)
-    _touch(conversation)
+    _touch(conversation.pk)
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
 
@@ -301,7 +301,7 @@ def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID,
     reply.heartbeat_at = now
     reply.updated_at = now
     reply.save(update_fields=["status", "finish_reason", "worker", "heartbeat_at", "updated_at"])
-    _touch(conversation)
+    _touch(conversation.pk)
     # Every tab turns the finished reply back into a live one, its finished blocks
     # rendered as the runtime's relay counts them, so the deltas and blocks that follow fit.
     end = stable_prefix_length(reply.content)
@@ -336,14 +336,14 @@ def _ask(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
     insert_rows([user_message, reply])
-    _touch(conversation)
+    _touch(conversation.pk)
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
 
 
-def _touch(conversation: Conversation) -> None:
+def _touch(conversation_id: uuid.UUID, *, at: datetime | None = None) -> None:
     """The conversation moves to the top of its owner's history."""
-    update_where(Conversation, {"updated_at": timezone.now()}, pk=conversation.pk)
+    update_where(Conversation, {"updated_at": at or timezone.now()}, pk=conversation_id)
 
 
 def _announce(conversation: Conversation, user_message: Message | None, reply: Message) -> None:
@@ -460,7 +460,7 @@ def reply_finish(
         ]
     )
     if updated:
-        update_where(Conversation, {"updated_at": now}, pk=conversation_id)
+        _touch(conversation_id, at=now)
     return message
 
 
