@@ -46,14 +46,14 @@ SELECT
     (SELECT m.id FROM {message} m
         WHERE m.conversation_id = c.id AND m.client_id = %s) AS resend_id,
     EXISTS (SELECT 1 FROM {message} m
-        WHERE m.conversation_id = c.id AND m.status = %s) AS busy,
+        WHERE m.conversation_id = c.id AND m.status = {streaming}) AS busy,
     (SELECT COUNT(*) FROM {message} m JOIN {conversation} o ON o.id = m.conversation_id
-        WHERE o.owner_id = c.owner_id AND m.status = %s) AS running,
+        WHERE o.owner_id = c.owner_id AND m.status = {streaming}) AS running,
     COALESCE((SELECT SUM(u.prompt_tokens + u.completion_tokens) FROM {usage} u
         WHERE u.user_id = c.owner_id AND u.created_at >= %s), 0) AS spent,
     EXISTS (SELECT 1 FROM {access} a JOIN {user_groups} g ON g.group_id = a.group_id
         WHERE g.user_id = c.owner_id
-          AND (a.model = %s OR a.model = COALESCE(NULLIF(c.model, ''), %s))) AS model_granted,
+          AND (a.model = {any_model} OR a.model = COALESCE(NULLIF(c.model, ''), %s))) AS model_granted,
     (SELECT p.daily_token_budget FROM {profile} p WHERE p.user_id = c.owner_id) AS daily_override,
     (SELECT p.concurrent_replies FROM {profile} p WHERE p.user_id = c.owner_id) AS concurrent_override,
     (SELECT CASE
@@ -67,16 +67,35 @@ WHERE c.id = %s
 """
 
 
-def _tables() -> dict[str, str]:
-    quote = connection.ops.quote_name
-    return {
-        "message": quote(Message._meta.db_table),
-        "conversation": quote(Conversation._meta.db_table),
-        "usage": quote(UsageEvent._meta.db_table),
-        "access": quote(GroupModelAccess._meta.db_table),
-        "user_groups": quote(get_user_model().groups.through._meta.db_table),
-        "profile": quote(Profile._meta.db_table),
-    }
+def _statement() -> str:
+    """The statement's text, built once: names from the models, and as literals the two
+    constants it compares with (so that PostgreSQL plans it once per connection: with
+    `status = $n`, the partial index on streaming replies was usable only by a plan
+    made for the value, and the statement was planned on every send; docs/perf.md)."""
+    global _STATEMENT
+    if _STATEMENT is None:
+        quote = connection.ops.quote_name
+        _STATEMENT = _SQL.format(
+            message=quote(Message._meta.db_table),
+            conversation=quote(Conversation._meta.db_table),
+            usage=quote(UsageEvent._meta.db_table),
+            access=quote(GroupModelAccess._meta.db_table),
+            user_groups=quote(get_user_model().groups.through._meta.db_table),
+            profile=quote(Profile._meta.db_table),
+            streaming=_literal(Message.Status.STREAMING.value),
+            any_model=_literal(ANY_MODEL),
+        )
+    return _STATEMENT
+
+
+def _literal(value: str) -> str:
+    """A constant of the code as an SQL string literal (never a user's value)."""
+    if "'" in value or "\\" in value:
+        raise ValueError(f"not a plain constant: {value!r}")
+    return f"'{value}'"
+
+
+_STATEMENT: str | None = None
 
 
 def as_uuid(value) -> uuid.UUID | None:
@@ -90,18 +109,14 @@ def read_send_state(
     """The state of `conversation` and its owner for a send (`default_model`: what a
     conversation with no model of its own uses; `since`: the start of the budget's day)."""
     pk = Message._meta.pk
-    streaming = Message.Status.STREAMING.value
     params = [
         pk.get_db_prep_value(client_id, connection),
-        streaming,
-        streaming,
         connection.ops.adapt_datetimefield_value(since),
-        ANY_MODEL,
         default_model,
         Conversation._meta.pk.get_db_prep_value(conversation.pk, connection),
     ]
     with prepared_cursor() as cursor:
-        cursor.execute(_SQL.format(**_tables()), params)
+        cursor.execute(_statement(), params)
         row = cursor.fetchone()
     resend_id, busy, running, spent, granted, daily, concurrent, leaf_id = row
     return SendState(

@@ -61,3 +61,31 @@ def test_nothing_is_prepared_with_the_threshold_off(threshold):
     threshold(None)  # DB_PREPARE_THRESHOLD=0
     sends(6)
     assert prepared_statements() == []
+
+
+def test_the_checks_plan_made_once_for_every_send_finds_streaming_replies_by_their_index(threshold):
+    """The checks compare with constants written into the statement, not parameters: a plan
+    made once per connection (plan_cache_mode=force_generic_plan, settings.py) can then use
+    the partial index of streaming replies, and PostgreSQL does not plan it on every send."""
+    from conversations import send_state
+
+    sql = send_state._statement()
+    assert "'streaming'" in sql and sql.count("%s") == 4
+    numbered = sql
+    for n in range(1, 5):
+        numbered = numbered.replace("%s", f"${n}", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # the planner's choice on an all but empty database
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(f"PREPARE checks_probe(uuid, timestamptz, text, uuid) AS {numbered}")
+            cursor.execute(
+                "EXPLAIN EXECUTE checks_probe(%s::uuid, now(), 'm', %s::uuid)", [str(uuid.uuid4()), str(uuid.uuid4())]
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("RESET enable_seqscan")
+            cursor.execute("RESET plan_cache_mode")
+    assert "$4" in plan  # the generic plan, for any conversation
+    assert "one_streaming_reply_per_conversation" in plan, plan
