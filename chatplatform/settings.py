@@ -186,10 +186,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         }
     # The statements every send and reply run are prepared once a connection has run
     # them this many times (conversations/statements.py `prepared_cursor`; every other
-    # query is bound in Python and never prepared). 0 turns preparing off: for a
-    # transaction-mode pooler without prepared-statement support (PgBouncer < 1.21).
-    prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+    # query is bound in Python and never prepared), and each is then planned once per
+    # connection: PostgreSQL would plan a prepared statement afresh for its first five
+    # runs, so a burst after a start or a deploy paid ~1 ms of planning a send (docs/perf.md).
+    # 0 turns preparing off: for a transaction-mode pooler without prepared-statement
+    # support (PgBouncer < 1.21), which may also refuse the connection's options.
+    prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=1)
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold or None
+    if prepare_threshold:
+        DATABASES["default"]["OPTIONS"]["options"] = "-c plan_cache_mode=force_generic_plan"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channels and cache ----------------------------------------------------

@@ -47,20 +47,22 @@ def test_persistent_connections_instead_of_the_pool_need_the_pool_off():
     }
 
 
-def test_send_statements_are_prepared_after_five_runs_unless_the_threshold_is_zero():
+def test_send_statements_are_prepared_on_their_second_run_and_planned_once_unless_the_threshold_is_zero():
     probe = POOL_PROBE.replace(
-        '"pool": db.get("OPTIONS", {}).get("pool")', '"prepare": db["OPTIONS"].get("prepare_threshold")'
+        '"pool": db.get("OPTIONS", {}).get("pool")',
+        '"prepare": [db["OPTIONS"].get("prepare_threshold"), db["OPTIONS"].get("options")]',
     )
 
-    def threshold(**overrides: str):
+    def prepare(**overrides: str):
         proc = resolve(DATABASE_URL=PG, **overrides, PROBE_CODE=probe)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])["prepare"]
 
-    assert (threshold(), threshold(DB_PREPARE_THRESHOLD="2"), threshold(DB_PREPARE_THRESHOLD="0")) == (
-        5,
-        2,
-        None,
+    generic = "-c plan_cache_mode=force_generic_plan"
+    assert (prepare(), prepare(DB_PREPARE_THRESHOLD="5"), prepare(DB_PREPARE_THRESHOLD="0")) == (
+        [1, generic],
+        [5, generic],
+        [None, None],
     )
 
 
