@@ -15,6 +15,7 @@ per-user overrides of the limits) and of `conversations.services`
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,25 +68,23 @@ WHERE c.id = %s
 """
 
 
+@functools.cache
 def _statement() -> str:
     """The statement's text, built once: names from the models, and as literals the two
     constants it compares with (so that PostgreSQL plans it once per connection: with
     `status = $n`, the partial index on streaming replies was usable only by a plan
     made for the value, and the statement was planned on every send; docs/perf.md)."""
-    global _STATEMENT
-    if _STATEMENT is None:
-        quote = connection.ops.quote_name
-        _STATEMENT = _SQL.format(
-            message=quote(Message._meta.db_table),
-            conversation=quote(Conversation._meta.db_table),
-            usage=quote(UsageEvent._meta.db_table),
-            access=quote(GroupModelAccess._meta.db_table),
-            user_groups=quote(get_user_model().groups.through._meta.db_table),
-            profile=quote(Profile._meta.db_table),
-            streaming=_literal(Message.Status.STREAMING.value),
-            any_model=_literal(ANY_MODEL),
-        )
-    return _STATEMENT
+    quote = connection.ops.quote_name
+    return _SQL.format(
+        message=quote(Message._meta.db_table),
+        conversation=quote(Conversation._meta.db_table),
+        usage=quote(UsageEvent._meta.db_table),
+        access=quote(GroupModelAccess._meta.db_table),
+        user_groups=quote(get_user_model().groups.through._meta.db_table),
+        profile=quote(Profile._meta.db_table),
+        streaming=_literal(Message.Status.STREAMING.value),
+        any_model=_literal(ANY_MODEL),
+    )
 
 
 def _literal(value: str) -> str:
@@ -93,9 +92,6 @@ def _literal(value: str) -> str:
     if "'" in value or "\\" in value:
         raise ValueError(f"not a plain constant: {value!r}")
     return f"'{value}'"
-
-
-_STATEMENT: str | None = None
 
 
 def as_uuid(value) -> uuid.UUID | None:

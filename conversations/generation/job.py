@@ -9,6 +9,7 @@ socket's own database hop (`runtime.stored_with_job`) or in the runtime's
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 
@@ -58,6 +59,20 @@ WHERE m.id = %s AND m.status = %s
 """
 
 
+@functools.cache
+def _job_statement() -> str:
+    """The job's statement, built once (the names come from the models)."""
+    from documents.models import Attachment
+
+    quote = connection.ops.quote_name
+    return _JOB_SQL.format(
+        message=quote(Message._meta.db_table),
+        conversation=quote(Conversation._meta.db_table),
+        profile=quote(Profile._meta.db_table),
+        attachment=quote(Attachment._meta.db_table),
+    )
+
+
 def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) -> ReplyJob | None:
     """The job of a `streaming` reply, or None when it is no longer streaming.
 
@@ -65,18 +80,10 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
     the owner's custom instructions and whether the conversation has
     documents; then the branch's tail (`branch_tail`).
     """
-    from documents.models import Attachment
-
-    quote = connection.ops.quote_name
-    sql = _JOB_SQL.format(
-        message=quote(Message._meta.db_table),
-        conversation=quote(Conversation._meta.db_table),
-        profile=quote(Profile._meta.db_table),
-        attachment=quote(Attachment._meta.db_table),
-    )
     with prepared_cursor() as cursor:
         cursor.execute(
-            sql, [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value]
+            _job_statement(),
+            [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value],
         )
         row = cursor.fetchone()
     if row is None:
@@ -128,6 +135,11 @@ SELECT role, content, root FROM walked WHERE newer_chars <= %s ORDER BY depth
 MAX_BRANCH_DEPTH = 100_000
 
 
+@functools.cache
+def _branch_tail_statement() -> str:
+    return _BRANCH_TAIL_SQL.format(table=connection.ops.quote_name(Message._meta.db_table))
+
+
 def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     """The newest messages of the branch ending at `leaf_id` (oldest first) that the
     context window could hold, in one statement.
@@ -141,10 +153,9 @@ def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     Returns (history, whether it is the whole branch).
     """
     enough_chars = 4 * 2 * settings.LLM_CONTEXT_TOKENS
-    table = connection.ops.quote_name(Message._meta.db_table)
     leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
     with prepared_cursor() as cursor:
-        cursor.execute(_BRANCH_TAIL_SQL.format(table=table), [leaf, MAX_BRANCH_DEPTH, enough_chars])
+        cursor.execute(_branch_tail_statement(), [leaf, MAX_BRANCH_DEPTH, enough_chars])
         rows = cursor.fetchall()
     tail = [
         ChatMessage(role=role, content=content)

@@ -80,7 +80,8 @@ def test_the_checks_plan_made_once_for_every_send_finds_streaming_replies_by_the
         try:
             cursor.execute(f"PREPARE checks_probe(uuid, timestamptz, text, uuid) AS {numbered}")
             cursor.execute(
-                "EXPLAIN EXECUTE checks_probe(%s::uuid, now(), 'm', %s::uuid)", [str(uuid.uuid4()), str(uuid.uuid4())]
+                "EXPLAIN EXECUTE checks_probe(%s::uuid, now(), 'm', %s::uuid)",
+                [str(uuid.uuid4()), str(uuid.uuid4())],
             )
             plan = "\n".join(row[0] for row in cursor.fetchall())
         finally:
