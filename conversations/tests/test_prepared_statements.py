@@ -90,3 +90,12 @@ def test_the_checks_plan_made_once_for_every_send_finds_streaming_replies_by_the
             cursor.execute("RESET plan_cache_mode")
     assert "$4" in plan  # the generic plan, for any conversation
     assert "one_streaming_reply_per_conversation" in plan, plan
+
+
+def test_the_apps_connections_plan_each_prepared_statement_once(threshold):
+    """settings.py asks for it in the connection's options while statements are prepared
+    (DB_PREPARE_THRESHOLD > 0, the default); with preparing off, PostgreSQL's default stays."""
+    preparing = connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == ("force_generic_plan" if preparing else "auto")
