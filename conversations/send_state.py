@@ -5,8 +5,9 @@ call runs it) and it is written in SQL rather than built with the ORM:
 building the same statement from eight annotated subqueries cost ~4 ms of
 Python per send (Query.clone, mostly), running it ~0.1 ms of PostgreSQL
 (docs/perf.md). The SQL is portable (PostgreSQL and SQLite); table and
-column names come from the models, values are parameters. The send's other
-statements are in `conversations/statements.py`.
+column names come from the models, values are parameters (but for its two
+constants: `_statement`). The send's other statements are in
+`conversations/statements.py`.
 
 The rules it reads are those of `accounts.policy` (model access by group,
 per-user overrides of the limits) and of `conversations.services`
