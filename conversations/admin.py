@@ -295,7 +295,8 @@ class MessageAdmin(MessageColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["conversation"]
     list_per_page = 50
     show_full_result_count = False
-    date_hierarchy = "created_at"
+    # No date_hierarchy: its links come from every message's month (a DISTINCT over the
+    # whole table, 272 ms at 750,000 messages); the created_at filter narrows by date.
     search_fields = ["content"]
     search_help_text = "Searches the text of messages."
     fields = [

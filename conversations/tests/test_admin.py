@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from conftest import require_service
 from conversations.models import Conversation, Message, UsageEvent
 from conversations.tests import rows
 
@@ -382,3 +383,39 @@ def test_message_page_shows_the_content_as_stored_and_escaped(admin_client, alic
 
     assert "<strong>bold</strong>" in text
     assert '<pre class="raw-content">**bold** &lt;b&gt;raw&lt;/b&gt;</pre>' in text
+
+
+def test_message_changelist_has_no_date_links_read_over_every_message(admin_client, alice):
+    rows.exchange(rows.conversation(alice), "question", "answer")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse("admin:conversations_message_changelist"))
+    assert response.status_code == 200
+    statements = [query["sql"].lower() for query in queries]
+    assert not any("date_trunc" in sql or "django_datetime_trunc" in sql for sql in statements)
+    assert not any("min(" in sql and "max(" in sql for sql in statements)
+
+
+def test_message_changelist_reads_its_page_through_the_time_index(admin_client, alice):
+    """The page of every message is read in index order, not sorted from the whole table."""
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
+    conversation = rows.conversation(alice)
+    for i in range(26):  # more than a page of 50, so the page is a LIMIT
+        rows.exchange(conversation, f"question {i}", "answer")
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(reverse("admin:conversations_message_changelist"))
+    page = next(
+        query["sql"]
+        for query in queries
+        if 'FROM "conversations_message"' in query["sql"]
+        and "LIMIT" in query["sql"]
+        and "ORDER BY" in query["sql"]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # the planner's choice on an all but empty table
+        try:
+            cursor.execute(f"EXPLAIN {page}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("RESET enable_seqscan")
+    assert "message_time" in plan, plan
+    assert "Sort" not in plan.split("Index")[0], plan
