@@ -193,8 +193,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # support (PgBouncer < 1.21), which may also refuse the connection's options.
     prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=1)
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold or None
-    if prepare_threshold:
-        DATABASES["default"]["OPTIONS"]["options"] = "-c plan_cache_mode=force_generic_plan"
+    if prepare_threshold:  # after any options DATABASE_URL gives (`?options=-c ...`)
+        options = DATABASES["default"]["OPTIONS"]
+        options["options"] = f"{options.get('options', '')} -c plan_cache_mode=force_generic_plan".lstrip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channels and cache ----------------------------------------------------

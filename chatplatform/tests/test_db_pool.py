@@ -54,7 +54,7 @@ def test_send_statements_are_prepared_on_their_second_run_and_planned_once_unles
     )
 
     def prepare(**overrides: str):
-        proc = resolve(DATABASE_URL=PG, **overrides, PROBE_CODE=probe)
+        proc = resolve(**{"DATABASE_URL": PG, **overrides}, PROBE_CODE=probe)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])["prepare"]
 
@@ -64,6 +64,11 @@ def test_send_statements_are_prepared_on_their_second_run_and_planned_once_unles
         [5, generic],
         [None, None],
     )
+    # Options the URL gives are kept, the plan's after them.
+    assert prepare(DATABASE_URL=f"{PG}?options=-c%20search_path%3Dchat") == [
+        1,
+        f"-c search_path=chat {generic}",
+    ]
 
 
 def test_sqlite_has_no_pool():
