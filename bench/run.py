@@ -232,6 +232,12 @@ def replies_per_client(n: int, args: argparse.Namespace) -> int:
     return min(args.max_replies, 1 + math.ceil(args.samples / n))
 
 
+def first_measured_turn(k: int) -> int:
+    """Steady state: each client's first reply ramps the load up (not measured); the later
+    ones run among N. A burst's single reply is measured."""
+    return 0 if k == 1 else 1
+
+
 def offsets(n: int, args: argparse.Namespace, burst: bool) -> list[float]:
     """Steady state: client i starts at i/N of a reply's duration, so N streams run at once from
     then on; burst: all at the same instant."""
@@ -317,13 +323,17 @@ async def app_pass(
         totals["db"][key] = totals["db"].get(key, 0) + value
     for key, value in (await asyncio.to_thread(totals["redis"].count, redis_start, redis_end)).items():
         totals["redis_counts"][key] = totals["redis_counts"].get(key, 0) + value
-    # Where the app's first-token time goes, from the provider's records and the reply's own usage.
+    # Where the app's first-token time goes, from the provider's records and the reply's own usage,
+    # over the replies whose first-token time is measured.
+    first_measured = first_measured_turn(k)
     records = {
         r["messages"][-1]["content"]: r
         for r in (await asyncio.to_thread(get_json, f"{provider.url}/_stats"))["requests"]
         if r["path"].endswith("/chat/completions") and r["messages"]
     }
-    for _, reply in out:
+    for turn, reply in out:
+        if turn < first_measured:
+            continue
         record = records.get(reply.prompt)
         if not (record and reply.sent_at and record.get("first_byte_at") and reply.first_delta_at):
             continue
@@ -374,8 +384,7 @@ async def sweep_point(
         await asyncio.to_thread(profiler.start, server.worker_pid, f"{'burst' if burst else 'n'}{n}")
     app = await app_pass(bench, server, provider, accounts, n, k, burst, totals)
     profile = await asyncio.to_thread(profiler.stop) if profiling else None
-    # Steady state: the first reply of each client ramps the load up; the later ones run among N.
-    first_measured = 0 if k == 1 else 1
+    first_measured = first_measured_turn(k)
     return point_result(
         n,
         k,

@@ -46,6 +46,8 @@ def test_short_benchmark_streams_every_reply_exactly(postgres_url, redis_url, tm
     assert point["app"]["lost"] == point["app"]["inexact"] == 0
     assert point["direct"]["lost_or_inexact"] == 0
     assert point["app"]["deltas_per_reply"] > 1  # streamed, not one block
+    # Where first-token time goes, over the replies whose first-token time is measured.
+    assert point["ttft_breakdown_ms"]["before_provider"]["n"] == point["measured_replies"] == 20
     assert point["db"]["rows_written_per_reply"] is not None
     assert (tmp_path / "short.png").stat().st_size > 0
     assert "| 20 |" in done.stdout
