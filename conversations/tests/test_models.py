@@ -6,9 +6,10 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from conftest import require_service
 from conversations.models import Conversation, Message, UsageEvent
 from conversations.tests import rows
 
@@ -61,6 +62,39 @@ def test_streaming_replies_in_different_conversations_are_allowed(chat, alice):
 def test_an_unknown_status_is_refused_by_the_database(chat):
     with pytest.raises(IntegrityError), transaction.atomic():
         rows.message(chat, "x", status="thinking")
+
+
+# --- indexes -----------------------------------------------------------------------
+CHAT_TABLES = [Conversation._meta.db_table, Message._meta.db_table, UsageEvent._meta.db_table]
+
+
+def test_no_index_of_the_chat_tables_begins_another():
+    """A plain index whose columns begin another index's serves no lookup the other does
+    not, and every row version written maintains it (docs/perf.md, change 35)."""
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT t.relname, i.relname, x.indkey::int2[], x.indisunique, x.indpred IS NOT NULL, am.amname
+            FROM pg_index x
+            JOIN pg_class i ON i.oid = x.indexrelid
+            JOIN pg_class t ON t.oid = x.indrelid
+            JOIN pg_am am ON am.oid = i.relam
+            WHERE t.relname = ANY(%s) AND x.indexprs IS NULL
+            """,
+            [CHAT_TABLES],
+        )
+        indexes = cursor.fetchall()
+    btrees = [row for row in indexes if row[5] == "btree" and not row[4]]
+    covered = [
+        (name, other)
+        for table, name, columns, unique, _, _ in btrees
+        if not unique
+        for other_table, other, other_columns, _, _, _ in btrees
+        if other_table == table and other != name and other_columns[: len(columns)] == columns
+    ]
+    assert covered == []
+    assert len(indexes) > len(CHAT_TABLES)  # the query found the tables' indexes
 
 
 # --- cascades ----------------------------------------------------------------------
