@@ -12,15 +12,29 @@ of the table to validate it) and drops `one_streaming_reply_per_conversation`
 too (an index on the same single column), without making it again.
 """
 
-import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-INDEXES = [
-    ("conversations_message", "conversations_message_conversation_id_f1a2d5e9", "conversation_id"),
-    ("conversations_conversation", "conversations_conversation_owner_id_67c5670c", "owner_id"),
-    ("conversations_usageevent", "conversations_usageevent_user_id_41487a44", "user_id"),
+# (model, foreign key, what it points at, its related_name, the index Django made for it)
+FIELDS = [
+    ("message", "conversation", "conversations.conversation", "messages", "f1a2d5e9"),
+    ("conversation", "owner", settings.AUTH_USER_MODEL, "conversations", "67c5670c"),
+    ("usageevent", "user", settings.AUTH_USER_MODEL, "usage_events", "41487a44"),
 ]
+
+
+def without_own_index(model, name, to, related_name, _):
+    field = models.ForeignKey(to=to, on_delete=models.CASCADE, related_name=related_name, db_index=False)
+    return migrations.AlterField(model_name=model, name=name, field=field)
+
+
+def drop_own_index(model, name, _to, _related_name, suffix):
+    table, column = f"conversations_{model}", f"{name}_id"
+    index = f"{table}_{column}_{suffix}"
+    return migrations.RunSQL(
+        sql=f'DROP INDEX IF EXISTS "{index}"',
+        reverse_sql=f'CREATE INDEX "{index}" ON "{table}" ("{column}")',
+    )
 
 
 class Migration(migrations.Migration):
@@ -31,44 +45,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AlterField(
-                    model_name="conversation",
-                    name="owner",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="conversations",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="usageevent",
-                    name="user",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="usage_events",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="message",
-                    name="conversation",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="messages",
-                        to="conversations.conversation",
-                    ),
-                ),
-            ],
-            database_operations=[
-                migrations.RunSQL(
-                    sql=f'DROP INDEX IF EXISTS "{name}"',
-                    reverse_sql=f'CREATE INDEX "{name}" ON "{table}" ("{column}")',
-                )
-                for table, name, column in INDEXES
-            ],
+            state_operations=[without_own_index(*field) for field in FIELDS],
+            database_operations=[drop_own_index(*field) for field in FIELDS],
         ),
     ]
