@@ -14,6 +14,8 @@ from urllib.parse import quote
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from chatplatform.pool import check_unless_recent
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -170,7 +172,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # request or database hop: connecting costs 6-7 ms of CPU (SCRAM), 12 % of a
     # loaded process in docs/perf.md. Django refuses a pool with persistent
     # connections, so DB_POOL needs DB_CONN_MAX_AGE=0; checked connections (the
-    # health check) survive a database restart.
+    # pool's check, or Django's health check without the pool) survive a database restart.
     if env.bool("DB_POOL", default=True):
         if DATABASES["default"]["CONN_MAX_AGE"]:
             raise ImproperlyConfigured(
@@ -183,7 +185,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # Seconds a hop waits for a connection before failing: as DB_CONNECT_TIMEOUT, so a
             # database that is away is reported as quickly as without the pool.
             "timeout": env.float("DB_POOL_TIMEOUT", default=2.0),
+            # A connection is checked (an empty query) when the pool hands it out, unless it
+            # was handed out less than this many seconds ago (chatplatform/pool.py; 0: always).
+            "check": check_unless_recent(env.float("DB_POOL_CHECK_AFTER", default=1.0)),
         }
+        # Django's backend, its pool made with the `check` above (Django's takes none).
+        DATABASES["default"]["ENGINE"] = "chatplatform.postgresql"
     # The statements every send and reply run are prepared once a connection has run
     # them this many times (conversations/statements.py `prepared_cursor`; every other
     # query is bound in Python and never prepared), and each is then planned once per

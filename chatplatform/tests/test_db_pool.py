@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from chatplatform.tests.test_settings import resolve
 
@@ -14,7 +14,14 @@ import json, django
 from django.conf import settings
 django.setup()
 db = settings.DATABASES["default"]
-print(json.dumps({"pool": db.get("OPTIONS", {}).get("pool"), "CONN_MAX_AGE": db["CONN_MAX_AGE"]}))
+pool = db.get("OPTIONS", {}).get("pool")
+check = pool.pop("check") if pool else None  # a callable: its argument instead
+print(json.dumps({
+    "pool": pool,
+    "CONN_MAX_AGE": db["CONN_MAX_AGE"],
+    "check_after": check.args[0] if check else None,
+    "ENGINE": db["ENGINE"],
+}))
 """
 
 PG = "postgres://u:p@db.internal:5432/chat"
@@ -30,9 +37,19 @@ def test_postgres_gets_a_pool_by_default_with_its_sizes_from_settings():
     assert pool_settings(DATABASE_URL=PG) == {
         "pool": {"min_size": 2, "max_size": 10, "timeout": 2.0},
         "CONN_MAX_AGE": 0,
+        # The pool's check (chatplatform/pool.py), given to the pool by this project's backend.
+        "check_after": 1.0,
+        "ENGINE": "chatplatform.postgresql",
     }
-    sized = pool_settings(DATABASE_URL=PG, DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="4", DB_POOL_TIMEOUT="2.5")
+    sized = pool_settings(
+        DATABASE_URL=PG,
+        DB_POOL_MIN_SIZE="1",
+        DB_POOL_MAX_SIZE="4",
+        DB_POOL_TIMEOUT="2.5",
+        DB_POOL_CHECK_AFTER="0",
+    )
     assert sized["pool"] == {"min_size": 1, "max_size": 4, "timeout": 2.5}
+    assert sized["check_after"] == 0
     assert pool_settings(DATABASE_URL=PG, DB_POOL="", DB_POOL_MAX_SIZE="")["pool"]["max_size"] == 10
 
 
@@ -44,13 +61,15 @@ def test_persistent_connections_instead_of_the_pool_need_the_pool_off():
     assert pool_settings(DATABASE_URL=PG, DB_POOL="false", DB_CONN_MAX_AGE="60") == {
         "pool": None,
         "CONN_MAX_AGE": 60,
+        "check_after": None,
+        "ENGINE": "django.db.backends.postgresql",  # Django's own, checking a persistent connection
     }
 
 
 def test_send_statements_are_prepared_on_their_second_run_and_planned_once_unless_the_threshold_is_zero():
     probe = POOL_PROBE.replace(
-        '"pool": db.get("OPTIONS", {}).get("pool")',
-        '"prepare": [db["OPTIONS"].get("prepare_threshold"), db["OPTIONS"].get("options")]',
+        '"pool": pool,',
+        '"prepare": [db["OPTIONS"].get("prepare_threshold"), db["OPTIONS"].get("options")],',
     )
 
     def prepare(**overrides: str):
@@ -75,18 +94,26 @@ def test_sqlite_has_no_pool():
     assert pool_settings()["pool"] is None
 
 
+def pooled_wrapper(alias: str, **pool):
+    """A connection of this project's backend configured as settings.py configures the
+    default one with DB_POOL on (the suite's own process runs without the pool: see the
+    Makefile's test target)."""
+    from chatplatform.postgresql.base import DatabaseWrapper
+
+    options = {
+        **connection.settings_dict["OPTIONS"],
+        "pool": {"min_size": 1, "max_size": 2, "timeout": 2, **pool},
+    }
+    return DatabaseWrapper({**connection.settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}, alias=alias)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_closed_connection_goes_back_to_the_pool_and_the_next_hop_reuses_it():
     if connection.vendor != "postgresql":
         pytest.skip("the pool is PostgreSQL's (run with DATABASE_URL, as CI does)")
-    from django.db.backends.postgresql.base import DatabaseWrapper
+    from chatplatform.pool import check_unless_recent
 
-    # A connection configured as settings.py configures the default one with DB_POOL on
-    # (the suite's own process runs without the pool: see the Makefile's test target).
-    options = {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 2, "timeout": 2}}
-    pooled = DatabaseWrapper(
-        {**connection.settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}, alias="pooled"
-    )
+    pooled = pooled_wrapper("pooled", check=check_unless_recent(1.0))
     assert pooled.pool is not None
 
     def backend_pid() -> int:
@@ -104,6 +131,41 @@ def test_a_closed_connection_goes_back_to_the_pool_and_the_next_hop_reuses_it():
         # Without the pool each of the six hops would have its own server process; with it,
         # the hops take turns on the pool's few open connections.
         assert len(set(seen)) <= pooled.pool.get_stats()["pool_size"] < len(seen)
+    finally:
+        pooled.close()
+        pooled.close_pool()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("check_after", [60, 0])
+def test_the_pool_checks_a_connection_unless_it_handed_it_out_within_the_last_seconds(check_after):
+    if connection.vendor != "postgresql":
+        pytest.skip("the pool is PostgreSQL's (run with DATABASE_URL, as CI does)")
+    from chatplatform.pool import check_unless_recent
+
+    pooled = pooled_wrapper(
+        f"checked-{check_after}", min_size=1, max_size=1, check=check_unless_recent(check_after)
+    )
+
+    def backend_pid() -> int:
+        with pooled.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    try:
+        first = backend_pid()
+        pooled.close()  # back to the pool
+        with connection.cursor() as cursor:  # the database drops that connection meanwhile
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+        if check_after:
+            # Handed out a moment ago: handed out again unchecked, and the hop that gets it fails.
+            with pytest.raises(OperationalError):
+                backend_pid()
+            pooled.close()  # the pool discards the broken connection ...
+            assert backend_pid() != first  # ... and the next hop gets a new one
+        else:
+            # Checked every time: the pool finds it broken and hands out a new one.
+            assert backend_pid() != first
     finally:
         pooled.close()
         pooled.close_pool()

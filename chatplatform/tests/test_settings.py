@@ -78,7 +78,7 @@ def test_postgres_variables_are_composed_into_one_url():
         POSTGRES_HOST="db.internal", POSTGRES_PORT="6543", POSTGRES_DB="chat", POSTGRES_USER="app",
         POSTGRES_PASSWORD="p@ss:word",
     )  # fmt: skip
-    assert s["ENGINE"] == "django.db.backends.postgresql"
+    assert s["ENGINE"] == "chatplatform.postgresql"  # Django's, its pool checked as chatplatform/pool.py says
     assert (s["HOST"], s["PORT"], s["NAME"], s["USER"], s["PASSWORD"]) == (
         "db.internal", "6543", "chat", "app", "p@ss:word",
     )  # fmt: skip
