@@ -53,10 +53,12 @@ class NotAccepting(Exception):
 def stored_with_job(service, **fields):
     """Run a service that starts a reply (its own transaction) and, once it has
     committed, read the new reply's job: one database hop for both (see
-    `Runtime.start`). Returns (ReplyStart, ReplyJob or None for a resend)."""
+    `Runtime.start`), the job's two statements in one round trip (the reply's
+    parent is known). Returns (ReplyStart, ReplyJob or None for a resend)."""
     start = service(**fields)
-    job = load_job(start.reply.id) if start.created and start.reply is not None else None
-    return start, job
+    if not start.created or start.reply is None:
+        return start, None
+    return start, load_job(start.reply.id, parent_id=start.reply.parent_id)
 
 
 class Runtime:

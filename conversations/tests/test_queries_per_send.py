@@ -87,3 +87,61 @@ def test_the_send_itself_is_four_statements(django_assert_num_queries):
         services.message_send(
             conversation_id=conversation.id, user=user, content="2", client_id=uuid.uuid4(), worker="w"
         )
+
+
+@contextmanager
+def counting_round_trips():
+    """How often this process waited for PostgreSQL's answer: the times psycopg waited to
+    read (a small answer arrives in one read; a pipeline's sends are no wait to read)."""
+    import psycopg.waiting
+
+    reads = []
+    original = psycopg.waiting.wait
+
+    def counted(gen, *args, **kwargs):
+        def reading():
+            try:
+                wanted = next(gen)
+                while True:
+                    if wanted == psycopg.waiting.Wait.R:
+                        reads.append(getattr(gen, "__qualname__", "?"))
+                    wanted = gen.send((yield wanted))
+            except StopIteration as stop:
+                return stop.value
+
+        return original(reading(), *args, **kwargs)
+
+    psycopg.waiting.wait = counted
+    try:
+        yield reads
+    finally:
+        psycopg.waiting.wait = original
+
+
+def test_a_socket_send_waits_for_postgresql_five_times():
+    """The send's hop (the service, then the reply's job): BEGIN; the locks and the checks;
+    both messages and the touch; COMMIT; the reply's job and its branch. Eight before
+    pipelining, each statement apart (docs/perf.md, round seven); and a pooled connection
+    made one more, its check, which this suite's connections (no pool) do not make."""
+    from django.db import connection
+
+    from conversations import services
+    from conversations.generation.runtime import stored_with_job
+
+    if connection.vendor != "postgresql":
+        pytest.skip("round trips to PostgreSQL (run with DATABASE_URL, as CI does)")
+    user = make_user("trips")
+    # A process's first send loads what it caches; a connection's second run of a statement prepares it.
+    for content in ("warm up", "prepare", "count me"):
+        conversation = make_conversation(user, title="titled already")
+        with counting_round_trips() as reads:
+            start, job = stored_with_job(
+                services.message_send,
+                conversation_id=conversation.id,
+                user=user,
+                content=content,
+                client_id=uuid.uuid4(),
+                worker="w",
+            )
+    assert start.created and job is not None and job.history[-1].content == "count me"
+    assert len(reads) == 5, reads
