@@ -27,7 +27,7 @@ from django.db import connection
 from accounts import policy
 from accounts.models import ANY_MODEL, GroupModelAccess, Profile
 from conversations.models import Conversation, Message, UsageEvent
-from conversations.statements import Pending, execute
+from conversations.statements import prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ SELECT
         FROM {message} n WHERE n.conversation_id = c.id
         ORDER BY n.created_at DESC, n.id DESC LIMIT 1) AS leaf_id
 FROM {conversation} c
-WHERE c.id = %s AND c.owner_id = %s
+WHERE c.id = %s
 """
 
 
@@ -101,31 +101,20 @@ def as_uuid(value) -> uuid.UUID | None:
 
 
 def read_send_state(
-    conversation_id: uuid.UUID,
-    owner_id: int,
-    *,
-    since: datetime,
-    default_model: str,
-    client_id: uuid.UUID | None = None,
-) -> Pending[SendState | None]:
-    """The state of the owner's conversation for a send (None: no such conversation of
-    theirs). `default_model`: what a conversation with no model of its own uses;
-    `since`: the start of the budget's day."""
+    conversation: Conversation, *, since: datetime, default_model: str, client_id: uuid.UUID | None = None
+) -> SendState:
+    """The state of `conversation` and its owner for a send (`default_model`: what a
+    conversation with no model of its own uses; `since`: the start of the budget's day)."""
     pk = Message._meta.pk
     params = [
         pk.get_db_prep_value(client_id, connection),
         connection.ops.adapt_datetimefield_value(since),
         default_model,
-        Conversation._meta.pk.get_db_prep_value(conversation_id, connection),
-        owner_id,
+        Conversation._meta.pk.get_db_prep_value(conversation.pk, connection),
     ]
-    return execute(_statement(), params, _read)
-
-
-def _read(cursor) -> SendState | None:
-    row = cursor.fetchone()
-    if row is None:
-        return None
+    with prepared_cursor() as cursor:
+        cursor.execute(_statement(), params)
+        row = cursor.fetchone()
     resend_id, busy, running, spent, granted, daily, concurrent, leaf_id = row
     return SendState(
         resend_id=as_uuid(resend_id),

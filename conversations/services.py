@@ -20,13 +20,7 @@ from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
 from conversations.rendering import render_markdown, stable_prefix_length
 from conversations.send_state import SendState, read_send_state
-from conversations.statements import (
-    checkpoint_replies,
-    insert_rows,
-    lock_for_send,
-    pipelined,
-    update_where,
-)
+from conversations.statements import checkpoint_replies, insert_rows, lock_for_send, update_where
 
 TITLE_MAX_CHARS = 200
 
@@ -86,30 +80,16 @@ class ReplyStart:
     created: bool
 
 
-def _lock_with_state(
-    conversation_id: uuid.UUID, user, *, client_id: uuid.UUID | None = None
-) -> tuple[Conversation, SendState]:
-    """The user's conversation and the user's own row (`conversation.owner`), locked in
-    one statement, then everything the send is checked against (`send_state`).
+def _lock(conversation_id: uuid.UUID, user) -> Conversation:
+    """The user's conversation and the user's own row (`conversation.owner`), locked in one statement.
 
     The conversation's settings are read afresh for this send, and sends of one
     user (from any tab, conversation or process) are checked one after the other.
-    The two statements go out together (one round trip in `pipelined()`);
-    PostgreSQL starts the second once the first has its locks, so its
-    snapshot sees the reply the locks' previous holder had just committed.
     """
-    locked = lock_for_send(conversation_id, user.pk)
-    checks = read_send_state(
-        conversation_id,
-        user.pk,
-        since=_budget_day(),
-        default_model=policy.default_model(),
-        client_id=client_id,
-    )
-    conversation, state = locked.result(), checks.result()
+    conversation = lock_for_send(conversation_id, user.pk)
     if conversation is None:
         raise SendRefused("not_found", "No such conversation.")
-    return conversation, state
+    return conversation
 
 
 def _lock_owner(user):
@@ -126,17 +106,11 @@ def send_state(conversation: Conversation, *, client_id: uuid.UUID | None = None
     the lock's previous holder had just committed.
     """
     return read_send_state(
-        conversation.pk,
-        conversation.owner_id,
-        since=_budget_day(),
+        conversation,
+        since=timezone.now().replace(hour=0, minute=0, second=0, microsecond=0),
         default_model=policy.default_model(),
         client_id=client_id,
-    ).result()
-
-
-def _budget_day() -> datetime:
-    """The start of the token budget's day (UTC midnight)."""
-    return timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    )
 
 
 def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
@@ -211,21 +185,20 @@ def message_send(
     """Store the user's message and a `streaming` reply; idempotent on client_id.
 
     Four statements: the locks, the checks, both messages, the touch
-    (`conversations/tests/test_queries_per_send.py`); pipelined, four round
-    trips to PostgreSQL with `BEGIN` and `COMMIT`.
+    (`conversations/tests/test_queries_per_send.py`).
     """
-    with pipelined():
-        conversation, state = _lock_with_state(conversation_id, user, client_id=client_id)
-        if state.resend_id is not None:
-            return _existing_send(conversation, client_id)
-        check_can_generate(conversation=conversation, state=state)
-        return _ask(
-            conversation=conversation,
-            content=content,
-            client_id=client_id,
-            parent_id=state.leaf_id,
-            worker=worker,
-        )
+    conversation = _lock(conversation_id, user)
+    state = send_state(conversation, client_id=client_id)
+    if state.resend_id is not None:
+        return _existing_send(conversation, client_id)
+    check_can_generate(conversation=conversation, state=state)
+    return _ask(
+        conversation=conversation,
+        content=content,
+        client_id=client_id,
+        parent_id=state.leaf_id,
+        worker=worker,
+    )
 
 
 @transaction.atomic
@@ -268,41 +241,38 @@ def message_edit(
     worker: str,
 ) -> ReplyStart:
     """Edit and resend: a new user message beside the old one (a new branch), and its reply."""
-    with pipelined():
-        conversation, state = _lock_with_state(conversation_id, user, client_id=client_id)
-        if state.resend_id is not None:
-            return _existing_send(conversation, client_id)
-        target = Message.objects.filter(
-            conversation=conversation, pk=message_id, role=Message.Role.USER
-        ).first()
-        if target is None:
-            raise SendRefused("not_found", "No such message in this conversation.")
-        check_can_generate(conversation=conversation, state=state)
-        return _ask(
-            conversation=conversation,
-            content=content,
-            client_id=client_id,
-            parent_id=target.parent_id,
-            worker=worker,
-        )
+    conversation = _lock(conversation_id, user)
+    state = send_state(conversation, client_id=client_id)
+    if state.resend_id is not None:
+        return _existing_send(conversation, client_id)
+    target = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.USER).first()
+    if target is None:
+        raise SendRefused("not_found", "No such message in this conversation.")
+    check_can_generate(conversation=conversation, state=state)
+    return _ask(
+        conversation=conversation,
+        content=content,
+        client_id=client_id,
+        parent_id=target.parent_id,
+        worker=worker,
+    )
 
 
 @transaction.atomic
 def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
     """A new reply to the same user message: a sibling branch; the old reply stays."""
-    with pipelined():
-        conversation, state = _lock_with_state(conversation_id, user)
-        target = (
-            Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT)
-            .select_related("parent")
-            .first()
-        )
-        if target is None or target.parent_id is None:
-            raise SendRefused("not_found", "No such reply in this conversation.")
-        check_can_generate(conversation=conversation, state=state)
-        reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
-        insert_rows([reply])
-        _touch(conversation.pk)
+    conversation = _lock(conversation_id, user)
+    target = (
+        Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT)
+        .select_related("parent")
+        .first()
+    )
+    if target is None or target.parent_id is None:
+        raise SendRefused("not_found", "No such reply in this conversation.")
+    check_can_generate(conversation=conversation, state=send_state(conversation))
+    reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
+    reply.save(force_insert=True)
+    _touch(conversation.pk)
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
 
@@ -310,9 +280,8 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
 @transaction.atomic
 def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID, worker: str) -> ReplyStart:
     """Carry on a reply that stopped at the length limit: the same row streams again,
-    from the text it has (the runtime sends the model that text to continue). Not pipelined:
-    `save(update_fields=...)` reads its row count."""
-    conversation, state = _lock_with_state(conversation_id, user)
+    from the text it has (the runtime sends the model that text to continue)."""
+    conversation = _lock(conversation_id, user)
     reply = (
         Message.objects.select_for_update()
         .filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT)
@@ -324,7 +293,7 @@ def message_continue(*, conversation_id: uuid.UUID, user, message_id: uuid.UUID,
         raise SendRefused(
             "not_continuable", "Only a reply that stopped at the length limit can be continued."
         )
-    check_can_generate(conversation=conversation, state=state)
+    check_can_generate(conversation=conversation, state=send_state(conversation))
     now = timezone.now()
     reply.status = Message.Status.STREAMING
     reply.finish_reason = ""

@@ -15,9 +15,6 @@ would.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Generic, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
@@ -52,61 +49,7 @@ def prepared_cursor() -> CursorWrapper:
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
-@contextmanager
-def pipelined() -> Iterator[None]:
-    """On PostgreSQL, the statements executed inside go out without waiting for each
-    other's answers (psycopg's pipeline mode); elsewhere, nothing changes.
-
-    A statement's rows are read when they are needed (`Pending.result`, a
-    `fetch*`): that waits for its answer and those of the statements before
-    it, in one round trip. The block's end waits for the rest (one more).
-    A send made nine round trips to PostgreSQL, each a wait for a core and
-    the GIL under load (docs/perf.md, round seven); its statements do not
-    need each other's answers, but for the checks that decide whether it may
-    write at all. Only for code that reads nothing of a statement before its
-    rows: an UPDATE's row count, for one (the ORM's `update()` and
-    `save(update_fields=...)` read it), is not known until the answer is in.
-    Inside a transaction, its `BEGIN` is a round trip of its own, as outside.
-    """
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql":
-        yield
-        return
-    db.ensure_connection()
-    with db.wrap_database_errors, db.connection.pipeline():
-        yield
-
-
-T = TypeVar("T")
-
-
-class Pending(Generic[T]):
-    """A statement executed, its rows read by `result()` (in `pipelined()`, when needed)."""
-
-    __slots__ = ("_cursor", "_read")
-
-    def __init__(self, cursor: CursorWrapper, read: Callable[[CursorWrapper], T]) -> None:
-        self._cursor, self._read = cursor, read
-
-    def result(self) -> T:
-        try:
-            return self._read(self._cursor)
-        finally:
-            self._cursor.close()
-
-
-def execute(sql: str, params: list, read: Callable[[CursorWrapper], T]) -> Pending[T]:
-    """Run `sql` on a `prepared_cursor`; `read` turns its rows into the result."""
-    cursor = prepared_cursor()
-    try:
-        cursor.execute(sql, params)
-    except BaseException:
-        cursor.close()
-        raise
-    return Pending(cursor, read)
-
-
-def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Pending[Conversation | None]:
+def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | None:
     """The owner's conversation with its `owner` row, both locked `FOR UPDATE` in one
     statement (None: no such conversation of theirs). Inside a transaction."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's own, looked up once (each `connection.x` looks it up)
@@ -126,22 +69,19 @@ def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Pending[Conversa
             f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = c.{owner_column} "
             f"WHERE c.{quote(Conversation._meta.pk.column)} = %s AND c.{owner_column} = %s{lock}"
         )
-
-    def read(cursor: CursorWrapper) -> Conversation | None:
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, db), owner_id])
         row = cursor.fetchone()
-        if row is None:
-            return None
-        converters = _converters(Conversation) + _converters(user_model)
-        row = [
-            value if convert is None else convert(value)
-            for convert, value in zip(converters, row, strict=True)
-        ]
-        split = len(conversation_fields)
-        conversation = Conversation.from_db(db.alias, [f.attname for f in conversation_fields], row[:split])
-        conversation.owner = user_model.from_db(db.alias, [f.attname for f in owner_fields], row[split:])
-        return conversation
-
-    return execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, db), owner_id], read)
+    if row is None:
+        return None
+    converters = _converters(Conversation) + _converters(user_model)
+    row = [
+        value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)
+    ]
+    split = len(conversation_fields)
+    conversation = Conversation.from_db(db.alias, [f.attname for f in conversation_fields], row[:split])
+    conversation.owner = user_model.from_db(db.alias, [f.attname for f in owner_fields], row[split:])
+    return conversation
 
 
 def insert_rows(rows: list[models.Model]) -> None:

@@ -20,7 +20,7 @@ from accounts.models import Profile
 from conversations.llm.base import ChatMessage, GenerationOptions
 from conversations.models import Conversation, Message, Source
 from conversations.send_state import as_uuid
-from conversations.statements import Pending, execute, pipelined
+from conversations.statements import prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,33 +73,25 @@ def _job_statement() -> str:
     )
 
 
-def load_job(
-    message_id: uuid.UUID, options: GenerationOptions | None = None, *, parent_id: uuid.UUID | None = None
-) -> ReplyJob | None:
+def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) -> ReplyJob | None:
     """The job of a `streaming` reply, or None when it is no longer streaming.
 
     Two statements (three with attachments): the reply with its conversation,
     the owner's custom instructions and whether the conversation has
-    documents; then the branch's tail (`branch_tail`). `parent_id`: the
-    reply's parent, from a caller that has just written the reply: both
-    statements go out together then (`pipelined`, one round trip).
+    documents; then the branch's tail (`branch_tail`).
     """
-    with pipelined():
-        reply = execute(
+    with prepared_cursor() as cursor:
+        cursor.execute(
             _job_statement(),
             [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value],
-            _fetchone,
         )
-        tail = _branch_tail(parent_id) if parent_id else None
-    row, tail = reply.result(), (tail.result() if tail else None)
+        row = cursor.fetchone()
     if row is None:
         return None
     (reply_id, parent_id, content, conversation_id, owner_id, model, title, system_prompt, source, api_key_name,
      instructions, has_documents) = row  # fmt: skip
-    reply_id, conversation_id, parent_id = as_uuid(reply_id), as_uuid(conversation_id), as_uuid(parent_id)
-    if tail is None or tail[0] != parent_id:  # a parent the caller did not know
-        tail = (parent_id, *branch_tail(parent_id)) if parent_id else (None, [], True)
-    _, history, whole = tail
+    reply_id, conversation_id = as_uuid(reply_id), as_uuid(conversation_id)
+    history, whole = branch_tail(as_uuid(parent_id)) if parent_id else ([], True)
     if content:  # continuing: the model carries on from its own text
         history.append(ChatMessage(role="assistant", content=content))
     passages = _passages(conversation_id, history, reply_id=reply_id) if has_documents else []
@@ -160,29 +152,17 @@ def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     2,000 (docs/perf.md).
     Returns (history, whether it is the whole branch).
     """
-    _, history, whole = _branch_tail(leaf_id).result()
-    return history, whole
-
-
-def _branch_tail(leaf_id: uuid.UUID) -> Pending[tuple[uuid.UUID, list[ChatMessage], bool]]:
-    """`branch_tail`'s statement, executed: (leaf_id, history, whole) to come."""
     enough_chars = 4 * 2 * settings.LLM_CONTEXT_TOKENS
     leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
-
-    def read(cursor) -> tuple[uuid.UUID, list[ChatMessage], bool]:
+    with prepared_cursor() as cursor:
+        cursor.execute(_branch_tail_statement(), [leaf, MAX_BRANCH_DEPTH, enough_chars])
         rows = cursor.fetchall()
-        tail = [
-            ChatMessage(role=role, content=content)
-            for role, content, _ in reversed(rows)
-            if content and role != Message.Role.SYSTEM
-        ]
-        return leaf_id, tail, any(root for _, _, root in rows)
-
-    return execute(_branch_tail_statement(), [leaf, MAX_BRANCH_DEPTH, enough_chars], read)
-
-
-def _fetchone(cursor):
-    return cursor.fetchone()
+    tail = [
+        ChatMessage(role=role, content=content)
+        for role, content, _ in reversed(rows)
+        if content and role != Message.Role.SYSTEM
+    ]
+    return tail, any(root for _, _, root in rows)
 
 
 def _system_prompt(instructions: str | None, system_prompt: str) -> str:

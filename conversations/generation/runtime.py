@@ -53,12 +53,10 @@ class NotAccepting(Exception):
 def stored_with_job(service, **fields):
     """Run a service that starts a reply (its own transaction) and, once it has
     committed, read the new reply's job: one database hop for both (see
-    `Runtime.start`), the job's two statements in one round trip (the reply's
-    parent is known). Returns (ReplyStart, ReplyJob or None for a resend)."""
+    `Runtime.start`). Returns (ReplyStart, ReplyJob or None for a resend)."""
     start = service(**fields)
-    if not start.created or start.reply is None:
-        return start, None
-    return start, load_job(start.reply.id, parent_id=start.reply.parent_id)
+    job = load_job(start.reply.id) if start.created and start.reply is not None else None
+    return start, job
 
 
 class Runtime:
