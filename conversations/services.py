@@ -20,7 +20,13 @@ from conversations.llm import get_provider, provider_status
 from conversations.models import Conversation, Message, Source, UsageEvent
 from conversations.rendering import render_markdown, stable_prefix_length
 from conversations.send_state import SendState, read_send_state
-from conversations.statements import checkpoint_replies, insert_rows, lock_for_send, update_where
+from conversations.statements import (
+    checkpoint_replies,
+    insert_rows,
+    insert_rows_and_update,
+    lock_for_send,
+    update_where,
+)
 
 TITLE_MAX_CHARS = 200
 
@@ -184,8 +190,8 @@ def message_send(
 ) -> ReplyStart:
     """Store the user's message and a `streaming` reply; idempotent on client_id.
 
-    Four statements: the locks, the checks, both messages, the touch
-    (`conversations/tests/test_queries_per_send.py`).
+    Three statements on PostgreSQL: the locks, the checks, both messages with the
+    touch (four elsewhere: the touch apart; `conversations/tests/test_queries_per_send.py`).
     """
     conversation = _lock(conversation_id, user)
     state = send_state(conversation, client_id=client_id)
@@ -271,8 +277,7 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
         raise SendRefused("not_found", "No such reply in this conversation.")
     check_can_generate(conversation=conversation, state=send_state(conversation))
     reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
-    reply.save(force_insert=True)
-    _touch(conversation.pk)
+    insert_rows_and_update([reply], Conversation, {"updated_at": timezone.now()}, pk=conversation.pk)
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
 
@@ -323,8 +328,9 @@ def _ask(
     parent_id: uuid.UUID | None,
     worker: str,
 ) -> ReplyStart:
-    """The user message and its `streaming` reply (one INSERT, inside the caller's
-    transaction), announced after commit."""
+    """The user message and its `streaming` reply (one INSERT, with the conversation's
+    touch in the same statement on PostgreSQL, inside the caller's transaction),
+    announced after commit."""
     user_message = Message(
         conversation=conversation,
         role=Message.Role.USER,
@@ -335,8 +341,9 @@ def _ask(
     reply = _new_reply(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
-    insert_rows([user_message, reply])
-    _touch(conversation.pk)
+    insert_rows_and_update(
+        [user_message, reply], Conversation, {"updated_at": timezone.now()}, pk=conversation.pk
+    )
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
 
@@ -403,8 +410,9 @@ def reply_finish(
     source: str = Source.CHAT,
     api_key_name: str = "",
 ) -> Message | None:
-    """Write the final reply and its UsageEvent, once, in one transaction (three
-    hand-written statements, conversations/statements.py).
+    """Write the final reply and its UsageEvent, once, in one transaction (hand-written
+    statements, conversations/statements.py: the reply, then its usage event with the
+    conversation's time, one statement on PostgreSQL and two elsewhere).
 
     `source` and `api_key_name` are the conversation's (where the call came
     from: the chat, or an API key), as the job read them. Returns the reply as
@@ -440,27 +448,25 @@ def reply_finish(
         message = Message.objects.filter(pk=message_id).first()
         if message is None and not Conversation.objects.filter(pk=conversation_id).exists():
             conversation_id = None
-    insert_rows(
-        [
-            UsageEvent(
-                user_id=user_id,
-                conversation_id=conversation_id,
-                source=source,
-                api_key_name=api_key_name,
-                message_id=message.id if message is not None else None,
-                provider=provider,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                ttft_ms=ttft_ms,
-                duration_ms=duration_ms,
-                status=usage_status,
-                error_code=error_code,
-            )
-        ]
+    usage = UsageEvent(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        source=source,
+        api_key_name=api_key_name,
+        message_id=message.id if message is not None else None,
+        provider=provider,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=ttft_ms,
+        duration_ms=duration_ms,
+        status=usage_status,
+        error_code=error_code,
     )
-    if updated:
-        _touch(conversation_id, at=now)
+    if updated:  # and the conversation moves to the top of its owner's history
+        insert_rows_and_update([usage], Conversation, {"updated_at": now}, pk=conversation_id)
+    else:
+        insert_rows([usage])
     return message
 
 

@@ -159,7 +159,8 @@ def test_one_chat_is_a_trace_whose_generation_span_carries_the_message_id_and_tt
     statements = [
         s.attributes.get("db.statement", "") for s in spans if s.attributes.get("db.system") == "postgresql"
     ]
-    assert any(st.startswith("INSERT") and "conversations_message" in st for st in statements)
+    # Both messages, with the conversation's time (a data-modifying WITH before the INSERT).
+    assert any('INSERT INTO "conversations_message"' in st for st in statements)
     assert any("FOR UPDATE OF c, u" in st for st in statements)  # the send's locks (a prepared statement)
     assert any(st.startswith("UPDATE") and "conversations_message" in st for st in statements)
     print(
