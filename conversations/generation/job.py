@@ -50,10 +50,10 @@ class ReplyJob:
 # like send_state's statement: the ORM spent ~1 ms of Python building it (the
 # select_related, a Subquery and an Exists) for a primary-key lookup.
 _JOB_SQL = """
-SELECT m.id, m.parent_id, m.content,
-       c.id, c.owner_id, c.model, c.title, c.system_prompt, c.source, c.api_key_name,
-       (SELECT p.custom_instructions FROM {profile} p WHERE p.user_id = c.owner_id),
-       EXISTS (SELECT 1 FROM {attachment} a WHERE a.conversation_id = c.id)
+SELECT m.id AS reply_id, m.parent_id, m.content,
+       c.id AS conversation_id, c.owner_id, c.model, c.title, c.system_prompt, c.source, c.api_key_name,
+       (SELECT p.custom_instructions FROM {profile} p WHERE p.user_id = c.owner_id) AS instructions,
+       EXISTS (SELECT 1 FROM {attachment} a WHERE a.conversation_id = c.id) AS has_documents
 FROM {message} m JOIN {conversation} c ON c.id = m.conversation_id
 WHERE m.id = %s AND m.status = %s
 """
@@ -61,37 +61,50 @@ WHERE m.id = %s AND m.status = %s
 
 @functools.cache
 def _job_statement() -> str:
-    """The job's statement, built once (the names come from the models)."""
+    """The job's statement, built once (the names come from the models). On PostgreSQL it
+    reads the branch's tail as well (`_JOB_WITH_TAIL_SQL`): one round trip instead of two."""
     from documents.models import Attachment
 
     quote = connection.ops.quote_name
-    return _JOB_SQL.format(
+    job = _JOB_SQL.format(
         message=quote(Message._meta.db_table),
         conversation=quote(Conversation._meta.db_table),
         profile=quote(Profile._meta.db_table),
         attachment=quote(Attachment._meta.db_table),
     )
+    if connection.vendor != "postgresql":
+        return job
+    walk = _BRANCH_WALK.format(table=quote(Message._meta.db_table), leaf="(SELECT parent_id FROM job)")
+    return _JOB_WITH_TAIL_SQL.format(job=job, walk=walk)
 
 
 def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) -> ReplyJob | None:
     """The job of a `streaming` reply, or None when it is no longer streaming.
 
-    Two statements (three with attachments): the reply with its conversation,
-    the owner's custom instructions and whether the conversation has
-    documents; then the branch's tail (`branch_tail`).
+    One statement on PostgreSQL (two with attachments): the reply with its
+    conversation, the owner's custom instructions, whether the conversation
+    has documents and the branch's tail (`branch_tail`'s walk). Elsewhere the
+    tail is a statement of its own.
     """
+    params = [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value]
+    with_tail = connection.vendor == "postgresql"
+    if with_tail:
+        params += [MAX_BRANCH_DEPTH, _enough_chars()]
     with prepared_cursor() as cursor:
-        cursor.execute(
-            _job_statement(),
-            [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value],
-        )
+        cursor.execute(_job_statement(), params)
         row = cursor.fetchone()
     if row is None:
         return None
     (reply_id, parent_id, content, conversation_id, owner_id, model, title, system_prompt, source, api_key_name,
-     instructions, has_documents) = row  # fmt: skip
+     instructions, has_documents) = row[:12]  # fmt: skip
     reply_id, conversation_id = as_uuid(reply_id), as_uuid(conversation_id)
-    history, whole = branch_tail(as_uuid(parent_id)) if parent_id else ([], True)
+    if not parent_id:
+        history, whole = [], True
+    elif with_tail:
+        roles, contents, root = row[12:]
+        history, whole = _history(zip(roles, contents, strict=True)), bool(root)
+    else:
+        history, whole = branch_tail(as_uuid(parent_id))
     if content:  # continuing: the model carries on from its own text
         history.append(ChatMessage(role="assistant", content=content))
     passages = _passages(conversation_id, history, reply_id=reply_id) if has_documents else []
@@ -114,9 +127,9 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
 # The branch ending at a message, walked up its parents by the database, newest
 # first, with the characters of the newer messages before each (a window sum):
 # only the tail that could fit a context comes back.
-_BRANCH_TAIL_SQL = """
-WITH RECURSIVE branch(id, parent_id, depth) AS (
-    SELECT id, parent_id, 0 FROM {table} WHERE id = %s
+_BRANCH_WALK = """
+branch(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM {table} WHERE id = {leaf}
     UNION ALL
     SELECT m.id, m.parent_id, branch.depth + 1
     FROM {table} m JOIN branch ON m.id = branch.parent_id
@@ -128,7 +141,20 @@ walked AS (
                - LENGTH(m.content) AS newer_chars
     FROM branch JOIN {table} m ON m.id = branch.id
 )
+"""
+_BRANCH_TAIL_SQL = """
+WITH RECURSIVE {walk}
 SELECT role, content, root FROM walked WHERE newer_chars <= %s ORDER BY depth
+"""
+# The job and its branch's tail in one statement (PostgreSQL: the tail as arrays, newest first).
+_JOB_WITH_TAIL_SQL = """
+WITH RECURSIVE job AS ({job}), {walk},
+tail AS (SELECT role, content, root, depth FROM walked WHERE newer_chars <= %s)
+SELECT job.*,
+       (SELECT array_agg(role ORDER BY depth) FROM tail),
+       (SELECT array_agg(content ORDER BY depth) FROM tail),
+       (SELECT bool_or(root) FROM tail)
+FROM job
 """
 
 #: A branch deeper than this is cut (no conversation gets near it; it bounds the walk).
@@ -137,7 +163,23 @@ MAX_BRANCH_DEPTH = 100_000
 
 @functools.cache
 def _branch_tail_statement() -> str:
-    return _BRANCH_TAIL_SQL.format(table=connection.ops.quote_name(Message._meta.db_table))
+    return _BRANCH_TAIL_SQL.format(
+        walk=_BRANCH_WALK.format(table=connection.ops.quote_name(Message._meta.db_table), leaf="%s")
+    )
+
+
+def _enough_chars() -> int:
+    """Characters of newer messages after which the walk stops (see `branch_tail`)."""
+    return 4 * 2 * settings.LLM_CONTEXT_TOKENS
+
+
+def _history(rows) -> list[ChatMessage]:
+    """The tail's (role, content) rows, newest first, as the context's messages, oldest first."""
+    return [
+        ChatMessage(role=role, content=content)
+        for role, content in reversed(list(rows))
+        if content and role != Message.Role.SYSTEM
+    ]
 
 
 def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
@@ -152,17 +194,11 @@ def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     2,000 (docs/perf.md).
     Returns (history, whether it is the whole branch).
     """
-    enough_chars = 4 * 2 * settings.LLM_CONTEXT_TOKENS
     leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
     with prepared_cursor() as cursor:
-        cursor.execute(_branch_tail_statement(), [leaf, MAX_BRANCH_DEPTH, enough_chars])
+        cursor.execute(_branch_tail_statement(), [leaf, MAX_BRANCH_DEPTH, _enough_chars()])
         rows = cursor.fetchall()
-    tail = [
-        ChatMessage(role=role, content=content)
-        for role, content, _ in reversed(rows)
-        if content and role != Message.Role.SYSTEM
-    ]
-    return tail, any(root for _, _, root in rows)
+    return _history((role, content) for role, content, _ in rows), any(root for _, _, root in rows)
 
 
 def _system_prompt(instructions: str | None, system_prompt: str) -> str:
