@@ -189,7 +189,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # was handed out less than this many seconds ago (chatplatform/pool.py; 0: always).
             "check": check_unless_recent(env.float("DB_POOL_CHECK_AFTER", default=1.0)),
         }
-        # Django's backend, its pool made with the `check` above (Django's takes none).
+        # Django's backend with one change: its pool takes the `check` above (Django's
+        # refuses one among the pool's options; chatplatform/postgresql/base.py).
         DATABASES["default"]["ENGINE"] = "chatplatform.postgresql"
     # The statements every send and reply run are prepared once a connection has run
     # them this many times (conversations/statements.py `prepared_cursor`; every other
