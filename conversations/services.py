@@ -277,7 +277,7 @@ def message_regenerate(*, conversation_id: uuid.UUID, user, message_id: uuid.UUI
         raise SendRefused("not_found", "No such reply in this conversation.")
     check_can_generate(conversation=conversation, state=send_state(conversation))
     reply = _new_reply(conversation=conversation, parent_id=target.parent_id, worker=worker)
-    insert_rows_and_update([reply], Conversation, {"updated_at": timezone.now()}, pk=conversation.pk)
+    _insert_and_touch([reply], conversation.pk)
     _announce(conversation, None, reply)
     return ReplyStart(user_message=target.parent, reply=reply, created=True)
 
@@ -341,9 +341,7 @@ def _ask(
     reply = _new_reply(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
-    insert_rows_and_update(
-        [user_message, reply], Conversation, {"updated_at": timezone.now()}, pk=conversation.pk
-    )
+    _insert_and_touch([user_message, reply], conversation.pk)
     _announce(conversation, user_message, reply)
     return ReplyStart(user_message=user_message, reply=reply, created=True)
 
@@ -351,6 +349,11 @@ def _ask(
 def _touch(conversation_id: uuid.UUID, *, at: datetime | None = None) -> None:
     """The conversation moves to the top of its owner's history."""
     update_where(Conversation, {"updated_at": at or timezone.now()}, pk=conversation_id)
+
+
+def _insert_and_touch(rows: list, conversation_id: uuid.UUID, *, at: datetime | None = None) -> None:
+    """`rows` inserted and the conversation touched, in one statement on PostgreSQL."""
+    insert_rows_and_update(rows, Conversation, {"updated_at": at or timezone.now()}, pk=conversation_id)
 
 
 def _announce(conversation: Conversation, user_message: Message | None, reply: Message) -> None:
@@ -464,7 +467,7 @@ def reply_finish(
         error_code=error_code,
     )
     if updated:  # and the conversation moves to the top of its owner's history
-        insert_rows_and_update([usage], Conversation, {"updated_at": now}, pk=conversation_id)
+        _insert_and_touch([usage], conversation_id, at=now)
     else:
         insert_rows([usage])
     return message
