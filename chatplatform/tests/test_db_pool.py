@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError, connection
 
 from chatplatform.tests.test_settings import resolve
+from conftest import require_service
 
 POOL_PROBE = """
 import json, django
@@ -107,27 +108,28 @@ def pooled_wrapper(alias: str, **pool):
     return DatabaseWrapper({**connection.settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}, alias=alias)
 
 
+def backend_pid(db) -> int:
+    """The server process behind the connection `db` hands out now."""
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_closed_connection_goes_back_to_the_pool_and_the_next_hop_reuses_it():
-    if connection.vendor != "postgresql":
-        pytest.skip("the pool is PostgreSQL's (run with DATABASE_URL, as CI does)")
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
     from chatplatform.pool import check_unless_recent
 
     pooled = pooled_wrapper("pooled", check=check_unless_recent(1.0))
     assert pooled.pool is not None
 
-    def backend_pid() -> int:
-        with pooled.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return cursor.fetchone()[0]
-
     try:
-        seen = [backend_pid()]
+        seen = [backend_pid(pooled)]
         for _ in range(5):
             # What Django does at the end of every request and database_sync_to_async hop.
             pooled.close_if_unusable_or_obsolete()
             pooled.close()
-            seen.append(backend_pid())
+            seen.append(backend_pid(pooled))
         # Without the pool each of the six hops would have its own server process; with it,
         # the hops take turns on the pool's few open connections.
         assert len(set(seen)) <= pooled.pool.get_stats()["pool_size"] < len(seen)
@@ -139,33 +141,27 @@ def test_a_closed_connection_goes_back_to_the_pool_and_the_next_hop_reuses_it():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("check_after", [60, 0])
 def test_the_pool_checks_a_connection_unless_it_handed_it_out_within_the_last_seconds(check_after):
-    if connection.vendor != "postgresql":
-        pytest.skip("the pool is PostgreSQL's (run with DATABASE_URL, as CI does)")
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
     from chatplatform.pool import check_unless_recent
 
     pooled = pooled_wrapper(
         f"checked-{check_after}", min_size=1, max_size=1, check=check_unless_recent(check_after)
     )
 
-    def backend_pid() -> int:
-        with pooled.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return cursor.fetchone()[0]
-
     try:
-        first = backend_pid()
+        first = backend_pid(pooled)
         pooled.close()  # back to the pool
         with connection.cursor() as cursor:  # the database drops that connection meanwhile
             cursor.execute("SELECT pg_terminate_backend(%s)", [first])
         if check_after:
             # Handed out a moment ago: handed out again unchecked, and the hop that gets it fails.
             with pytest.raises(OperationalError):
-                backend_pid()
+                backend_pid(pooled)
             pooled.close()  # the pool discards the broken connection ...
-            assert backend_pid() != first  # ... and the next hop gets a new one
+            assert backend_pid(pooled) != first  # ... and the next hop gets a new one
         else:
             # Checked every time: the pool finds it broken and hands out a new one.
-            assert backend_pid() != first
+            assert backend_pid(pooled) != first
     finally:
         pooled.close()
         pooled.close_pool()

@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
+from conftest import require_service
 from conversations.tests.conftest import make_conversation, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
@@ -80,7 +81,7 @@ async def test_a_send_costs_a_bounded_number_of_queries_and_none_per_token(setti
 def test_the_send_itself_is_three_statements(django_assert_num_queries):
     from conversations import services
 
-    user = make_user("four")
+    user = make_user("three")
     services.message_send(  # a first send: what a process caches is loaded
         conversation_id=make_conversation(user).id, user=user, content="1", client_id=uuid.uuid4(), worker="w"
     )
@@ -130,8 +131,7 @@ def test_a_socket_send_waits_for_postgresql_six_times():
     from conversations import services
     from conversations.generation.runtime import stored_with_job
 
-    if connection.vendor != "postgresql":
-        pytest.skip("round trips to PostgreSQL (run with DATABASE_URL, as CI does)")
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
     user = make_user("trips")
     # A process's first send loads what it caches; a connection's second run of a statement prepares it.
     for content in ("warm up", "prepare", "count me"):
