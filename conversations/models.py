@@ -13,6 +13,8 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from chatplatform.ids import uuid7
+
 # PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate
 # (which JSON's "\ud800" decodes to): such text is refused from users and
 # replaced in model output before it reaches the database or a socket.
@@ -36,7 +38,9 @@ class Source(models.TextChoices):
 
 
 class Conversation(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Time-ordered (chatplatform/ids.py): the indexes that begin with a conversation's
+    # key keep its recent conversations' entries together.
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No index of its own: the two indexes below begin with it (every row write
     # maintains each index, docs/perf.md change 35).
     owner = models.ForeignKey(
@@ -201,7 +205,8 @@ class Message(models.Model):
         GOOD = "good", "Good response"
         BAD = "bad", "Bad response"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Time-ordered, as the conversation's (chatplatform/ids.py).
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No index of its own: `message_conversation_time` begins with it.
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False

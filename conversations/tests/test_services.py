@@ -114,6 +114,17 @@ def test_send_stores_the_question_and_a_streaming_reply_after_the_last_message()
 
 
 @pytest.mark.django_db
+def test_a_send_stores_rows_whose_keys_sort_by_when_they_were_made():
+    alice = rows.user()
+    conversation = services.conversation_create(owner=alice)
+    start = send(conversation, alice, "next")
+    keys = [conversation.id, start.user_message.id, start.reply.id]
+    assert [key.version for key in keys] == [7, 7, 7]  # chatplatform/ids.py
+    stored = Message.objects.filter(conversation=conversation).order_by("id").values_list("id", flat=True)
+    assert list(stored) == [start.user_message.id, start.reply.id]
+
+
+@pytest.mark.django_db
 def test_send_to_someone_elses_conversation_is_refused_as_not_found():
     conversation = rows.conversation(rows.user("alice"))
     with pytest.raises(SendRefused) as refused:
