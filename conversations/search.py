@@ -7,12 +7,14 @@ prefix so results come while a word is still being typed), ranked with
 best message's first match, the same on both.
 
 Every message counts, in whichever branch it lives (an older version after an
-edit, regenerate or retry included). A hit names its best message, and its link
-(`/c/<id>/?m=<message id>`) opens the branch through that message
-(`versions.hit_branch`), so every hit can be read where it was written. Among
-hits of equal rank in one conversation the newest wins, which is usually the
-version on the shown branch. A search costs the same few queries whatever it
-finds: no branch is walked here.
+edit, regenerate or retry included), once it is written: a reply still
+streaming is found when it ends (the search index leaves it out, so that its
+checkpoints, one a second, do not index its growing text again each time).
+A hit names its best message, and its link (`/c/<id>/?m=<message id>`) opens
+the branch through that message (`versions.hit_branch`), so every hit can be
+read where it was written. Among hits of equal rank in one conversation the
+newest wins, which is usually the version on the shown branch. A search costs
+the same few queries whatever it finds: no branch is walked here.
 
 Snippets and titles come back as HTML: the text escaped, matches wrapped in
 `<mark>`, nothing else.
@@ -114,14 +116,24 @@ def _scored_postgres(*, user, query: str, terms: list[str], archived: bool):
     ):
         scores[conversation_id] = TITLE_WEIGHT * max(rank, 0.01)
     messages = (
-        Message.objects.filter(conversation__owner=user, conversation__archived=archived)
-        .annotate(document=_document("content"))
-        .filter(document=tsquery)
+        message_matches(user=user, tsquery=tsquery, archived=archived)
         .annotate(rank=SearchRank(F("document"), tsquery))
         .order_by("-rank", "-created_at")
         .values_list("id", "conversation_id", "rank")[:CANDIDATE_MESSAGES]
     )
     return _merge(scores, list(messages))
+
+
+def message_matches(*, user, tsquery: SearchQuery, archived: bool):
+    """The user's finished messages that match, through the partial GIN index
+    `message_content_search` (migration 0008): a reply is searchable once it is
+    no longer being written, and its checkpoints do not re-index its text."""
+    return (
+        Message.objects.filter(conversation__owner=user, conversation__archived=archived)
+        .exclude(status=Message.Status.STREAMING)
+        .annotate(document=_document("content"))
+        .filter(document=tsquery)
+    )
 
 
 # --- any other database --------------------------------------------------------------
@@ -138,6 +150,7 @@ def _scored_plain(*, user, query: str, archived: bool):
         Message.objects.filter(
             conversation__owner=user, conversation__archived=archived, content__icontains=query
         )
+        .exclude(status=Message.Status.STREAMING)  # as on PostgreSQL
         .order_by("-created_at")
         .values_list("id", "conversation_id")[:CANDIDATE_MESSAGES]
     )
