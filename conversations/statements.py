@@ -100,16 +100,14 @@ def insert_rows_and_update(
     PostgreSQL (the UPDATE a data-modifying `WITH` of the INSERT), two elsewhere: a round
     trip fewer for every send, whose two messages and conversation's time are written so
     (the conversation's row is already locked by the send's transaction)."""
-    db = connections[DEFAULT_DB_ALIAS]
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        insert_rows(rows)
+        update_where(model, values, **where)
+        return
     insert, insert_params = _insert(rows)
     update, update_params = _update(model, values, where)
-    if db.vendor == "postgresql":
-        with prepared_cursor() as cursor:
-            cursor.execute(f"WITH updated AS ({update}) {insert}", update_params + insert_params)
-    else:
-        with prepared_cursor() as cursor:
-            cursor.execute(insert, insert_params)
-            cursor.execute(update, update_params)
+    with prepared_cursor() as cursor:
+        cursor.execute(f"WITH updated AS ({update}) {insert}", update_params + insert_params)
     _inserted(rows)
 
 
