@@ -126,11 +126,9 @@ def _scored_postgres(*, user, query: str, terms: list[str], archived: bool):
 
 def message_matches(*, user, tsquery: SearchQuery, archived: bool):
     """The user's finished messages that match, through the partial GIN index
-    `message_content_search` (migration 0008): a reply is searchable once it is
-    no longer being written, and its checkpoints do not re-index its text."""
+    `message_content_search` (migration 0008), whose condition `_searchable` repeats."""
     return (
-        Message.objects.filter(conversation__owner=user, conversation__archived=archived)
-        .exclude(status=Message.Status.STREAMING)
+        _searchable(user=user, archived=archived)
         .annotate(document=_document("content"))
         .filter(document=tsquery)
     )
@@ -147,10 +145,8 @@ def _scored_plain(*, user, query: str, archived: bool):
         for conversation_id in conversations.filter(title__icontains=query).values_list("id", flat=True)
     }
     messages = (
-        Message.objects.filter(
-            conversation__owner=user, conversation__archived=archived, content__icontains=query
-        )
-        .exclude(status=Message.Status.STREAMING)  # as on PostgreSQL
+        _searchable(user=user, archived=archived)
+        .filter(content__icontains=query)
         .order_by("-created_at")
         .values_list("id", "conversation_id")[:CANDIDATE_MESSAGES]
     )
@@ -158,6 +154,15 @@ def _scored_plain(*, user, query: str, archived: bool):
 
 
 # --- shared ---------------------------------------------------------------------------
+
+
+def _searchable(*, user, archived: bool):
+    """The user's messages a search may find: finished ones, on every database (a reply
+    is searchable once it is no longer being written, and its checkpoints do not
+    re-index its text)."""
+    return Message.objects.filter(conversation__owner=user, conversation__archived=archived).exclude(
+        status=Message.Status.STREAMING
+    )
 
 
 def _merge(title_scores: dict[uuid.UUID, float], message_hits: list[tuple[uuid.UUID, uuid.UUID, float]]):
