@@ -310,6 +310,10 @@ CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
 # sweep that runs every CHAT_SWEEP_SECONDS on every process (bound: the sum, 10 s).
 CHAT_STALE_AFTER_SECONDS = env.float("CHAT_STALE_AFTER_SECONDS", default=8.0)
 CHAT_SWEEP_SECONDS = env.float("CHAT_SWEEP_SECONDS", default=2.0)
+# Every this many seconds a server process hands the C allocator's free pages back to
+# the system (glibc's malloc_trim; 0: never): without it RSS creeps up over hours
+# while the objects held level off (chatplatform/memory.py, docs/perf.md).
+CHAT_MALLOC_TRIM_SECONDS = env.float("CHAT_MALLOC_TRIM_SECONDS", default=10.0)
 # A send's hop and a reply's job load run on a pool of threads (each with a pooled
 # database connection) instead of queueing on Django's one ORM thread: under load
 # a send waits for the database, not for the sends before it (docs/perf.md).

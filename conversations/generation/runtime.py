@@ -30,6 +30,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from chatplatform import memory
 from conversations import events, services
 from conversations.generation import liveness
 from conversations.generation.checkpoints import CheckpointBatch
@@ -105,6 +106,7 @@ class Runtime:
             self.loop.create_task(self._listen(), name="runtime-control"),
             self.loop.create_task(self._sweep(), name="runtime-sweep"),
             self.loop.create_task(self._warm_up(), name="runtime-warm-up"),
+            self.loop.create_task(memory.trim_every(settings.CHAT_MALLOC_TRIM_SECONDS), name="runtime-trim"),
         ]
         _on_server_shutdown(self)
 

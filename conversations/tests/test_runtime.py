@@ -3,6 +3,7 @@ current settings per send, sessions that end, stop of an orphaned reply, new eve
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -257,3 +258,15 @@ async def test_a_sync_after_the_final_state_gets_it_while_the_reply_still_writes
     again = await socket.receive_until("message.completed", timeout=5)
     assert (again["message_id"], again["content"]) == (reply_id, final["content"])
     await socket.close()
+
+
+async def test_a_running_server_process_hands_the_allocators_free_memory_back(settings, monkeypatch):
+    from chatplatform import memory
+
+    if not memory.available():
+        pytest.skip("the C library has no malloc_trim (not glibc)")
+    trimmed, loop = asyncio.Event(), asyncio.get_running_loop()
+    monkeypatch.setattr(memory, "trim", lambda: loop.call_soon_threadsafe(trimmed.set) or True)  # in a thread
+    settings.CHAT_MALLOC_TRIM_SECONDS = 0.01
+    await _chat()  # a socket starts this process's runtime
+    await asyncio.wait_for(trimmed.wait(), timeout=10)
