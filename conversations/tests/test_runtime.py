@@ -263,8 +263,7 @@ async def test_a_sync_after_the_final_state_gets_it_while_the_reply_still_writes
 async def test_a_running_server_process_hands_the_allocators_free_memory_back(settings, monkeypatch):
     from chatplatform import memory
 
-    if not memory.available():
-        pytest.skip("the C library has no malloc_trim (not glibc)")
+    monkeypatch.setattr(memory, "available", lambda: True)  # the wiring, on any C library
     trimmed, loop = asyncio.Event(), asyncio.get_running_loop()
     monkeypatch.setattr(memory, "trim", lambda: loop.call_soon_threadsafe(trimmed.set) or True)  # in a thread
     settings.CHAT_MALLOC_TRIM_SECONDS = 0.01
