@@ -28,4 +28,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"]
 # Migrations run once per release elsewhere (compose: the migrate service; Kubernetes: a Job).
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--ping-interval", "20", "--ping-timeout", "30", "chatplatform.asgi:application"]
+CMD ["python", "-m", "chatplatform.serve", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--ping-interval", "20", "--ping-timeout", "30", "chatplatform.asgi:application"]

@@ -259,7 +259,7 @@ def server_command(kind: str, port: int, app: str) -> list[str]:
     """The command line of one `kind` server process on loopback, WebSocket pings as in production."""
     if kind == "daphne":
         return [
-            *(sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)),
+            *(sys.executable, "-m", "chatplatform.serve", "-b", "127.0.0.1", "-p", str(port)),
             *("--ping-interval", "20", "--ping-timeout", "30", app),
         ]
     if kind == "uvicorn":

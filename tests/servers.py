@@ -73,7 +73,7 @@ def daphne(
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "chatplatform.serve",  # daphne on uvloop, as in production
                 "-b",
                 "127.0.0.1",
                 "-p",

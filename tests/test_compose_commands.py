@@ -1,5 +1,5 @@
 """compose.yaml's services, run for real on loopback without a Docker engine: the
-migrate one-shot, web (daphne) behind Debian's nginx with deploy/nginx/chat.conf,
+migrate one-shot, web (daphne on uvloop) behind Debian's nginx with deploy/nginx/chat.conf,
 Redis with its password, and each service's health check command."""
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ def on_loopback(command: list[str], *, port: int) -> list[str]:
     """A service's command as this machine runs it: our interpreter, loopback, a free port."""
     out: list[str] = []
     for i, arg in enumerate(command):
-        if arg == "daphne" and i == 0:
-            out += [sys.executable, "-m", "daphne"]
-        elif arg == "python" and i == 0:
+        if arg == "python" and i == 0:
             out.append(sys.executable)
         elif arg == "0.0.0.0":
             out.append("127.0.0.1")

@@ -92,7 +92,7 @@ def test_compose_migrations_run_once_before_web():
     assert "migrate" not in " ".join(web["command"])
     # The image's own command serves; it no longer migrates in every replica.
     cmd = (ROOT / "Dockerfile").read_text().split("\nCMD", 1)[1]
-    assert "migrate" not in cmd and "daphne" in cmd
+    assert "migrate" not in cmd and "chatplatform.serve" in cmd
 
 
 def test_compose_web_scales_behind_nginx():
@@ -132,13 +132,13 @@ def test_env_example_documents_every_variable_the_settings_read():
     assert not missing, f"undocumented in .env.example: {sorted(missing)}"
 
 
-def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_daphne():
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_the_launcher():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", dockerfile, re.M)) >= 2
     assert re.search(r"^USER (?!root)\S+", dockerfile, re.M)
     assert "collectstatic" in dockerfile
     assert re.search(r"^HEALTHCHECK .*\n.*/health", dockerfile, re.M)
-    assert "daphne" in dockerfile.split("CMD", 1)[1]
+    assert '"-m", "chatplatform.serve"' in dockerfile.split("\nCMD", 1)[1]  # daphne on uvloop
 
 
 def test_operations_doc_shows_the_nginx_files_as_they_are():

@@ -31,6 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chatplatform import memory
+from chatplatform.serve import running_event_loop
 from conversations import events, services
 from conversations.generation import liveness
 from conversations.generation.checkpoints import CheckpointBatch
@@ -95,7 +96,7 @@ class Runtime:
             self._starting.set_exception(exc)
             raise
         self._starting.set_result(None)
-        log.info("runtime_started", channel=self.channel)
+        log.info("runtime_started", channel=self.channel, event_loop=running_event_loop())
 
     async def _start_tasks(self) -> None:
         self.outbox.start()

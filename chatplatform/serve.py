@@ -1,0 +1,61 @@
+"""The production server: daphne, its event loop uvloop's.
+
+    python -m chatplatform.serve [daphne's options] chatplatform.asgi:application
+
+takes daphne's command line unchanged. daphne makes its event loop when
+`daphne.server` is imported, before it imports the application, so the loop
+can only be chosen by a launcher that sets asyncio's policy first. On uvloop
+(libuv's loop, in C) a server process at 100 streams spent ~16 % less CPU a
+reply and its first tokens came sooner (docs/perf.md, round ten): much of a
+process's time is the loop's own bookkeeping for the provider's packets and
+the sockets' frames. Twisted runs on it as on asyncio's loop (its reactor
+uses asyncio's `add_reader`, `call_later` and `call_soon_threadsafe`, which
+uvloop implements).
+
+The choice is the setting `CHAT_EVENT_LOOP` (the environment or `.env`, read
+through Django's settings as everything else): `asyncio` keeps asyncio's own
+loop, as plain `daphne chatplatform.asgi:application` and `runserver` do.
+Without uvloop installed (it has no Windows build) the launcher says so and
+uses asyncio's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+
+def choose_event_loop(name: str) -> str:
+    """Make `name` ("uvloop" or "asyncio") the loop `asyncio.new_event_loop()` builds;
+    return the one it will build."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print("chatplatform.serve: uvloop is not installed; using asyncio's event loop", file=sys.stderr)
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    if name != "asyncio":
+        raise ValueError(f"unknown event loop {name!r}")
+    return name
+
+
+def running_event_loop() -> str:
+    """ "uvloop" or "asyncio": the loop the calling coroutine runs on (the runtime logs it)."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatplatform.settings")
+    from django.conf import settings  # the environment and .env, validated
+
+    choose_event_loop(settings.CHAT_EVENT_LOOP)
+    from daphne.cli import CommandLineInterface  # imports daphne.server, which makes the loop
+
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
