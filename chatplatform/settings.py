@@ -315,7 +315,8 @@ CHAT_SWEEP_SECONDS = env.float("CHAT_SWEEP_SECONDS", default=2.0)
 # while the objects held level off (chatplatform/memory.py, docs/perf.md).
 CHAT_MALLOC_TRIM_SECONDS = env.float("CHAT_MALLOC_TRIM_SECONDS", default=10.0)
 # The event loop `python -m chatplatform.serve` runs daphne on (chatplatform/serve.py):
-# uvloop's (in C: ~16 % less CPU a reply at 100 streams, docs/perf.md) or asyncio's own.
+# uvloop's (in C: 16 % less CPU a reply at 100 streams, the median of six pairs in
+# docs/perf.md) or asyncio's own.
 CHAT_EVENT_LOOP = env.str("CHAT_EVENT_LOOP", default="uvloop").strip().lower()
 if CHAT_EVENT_LOOP not in {"uvloop", "asyncio"}:
     raise ImproperlyConfigured(f"CHAT_EVENT_LOOP must be uvloop or asyncio, not {CHAT_EVENT_LOOP!r}")
