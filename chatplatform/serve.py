@@ -6,8 +6,8 @@ takes daphne's command line unchanged. daphne makes its event loop when
 `daphne.server` is imported, before it imports the application, so the loop
 can only be chosen by a launcher that sets asyncio's policy first. On uvloop
 (libuv's loop, in C) a server process at 100 streams spent 16 % less CPU a
-reply (the median of six pairs; docs/perf.md, round ten): much of a
-process's time is the loop's own bookkeeping for the provider's packets and
+reply (the median of six pairs; docs/perf.md, round ten): a quarter of a
+process's time was the loop's own bookkeeping for the provider's packets and
 the sockets' frames. Twisted runs on it as on asyncio's loop (its reactor
 uses asyncio's `add_reader`, `call_later` and `call_soon_threadsafe`, which
 uvloop implements).
