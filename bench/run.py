@@ -97,6 +97,12 @@ def post(url: str) -> None:
         pass
 
 
+def server_label(config: dict[str, Any]) -> str:
+    """ "daphne (uvloop)": the server and its event loop (results before round ten name no loop)."""
+    server = config.get("server", "daphne")
+    return f"{server} ({config['event_loop']})" if config.get("event_loop") else server
+
+
 class Profiler:
     """py-spy record on the server while a phase runs (raw collapsed stacks), when asked for."""
 
@@ -801,7 +807,7 @@ def render_text(result: dict[str, Any]) -> str:
         f"{c['tokens']} tokens; app env {c['app_env'] or '{}'}"
     )
     lines.append(
-        f"server: {c.get('procs', 1)} x {c.get('server', 'daphne')}"
+        f"server: {c.get('procs', 1)} x {server_label(c)}"
         + (" behind nginx" if c.get("procs", 1) > 1 else "")
     )
     if result["sweep"]:
@@ -1021,7 +1027,7 @@ def chart(result: dict[str, Any], path: Path, baseline: dict[str, Any] | None = 
     right.set_title("Duration ratio")
     c = result["config"]
     fig.suptitle(
-        f"{c.get('procs', 1)} x {c.get('server', 'daphne')}, scripted provider ({c['ttft_ms']:g} ms TTFT, {c['tokens_per_second']:g} tok/s, "
+        f"{c.get('procs', 1)} x {server_label(c)}, scripted provider ({c['ttft_ms']:g} ms TTFT, {c['tokens_per_second']:g} tok/s, "
         f"{c['tokens']} tokens), {result['machine']['cpus']} CPUs",
         fontsize=10,
     )
@@ -1117,6 +1123,8 @@ async def main_async(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             "sweep": args.sweep,
             "app_env": env_extra,
             "server": args.server,
+            # daphne's as chatplatform.serve picks it; uvicorn and granian run uvloop (server_command)
+            "event_loop": env_extra.get("CHAT_EVENT_LOOP", "uvloop") if args.server == "daphne" else "uvloop",
             "procs": args.procs,
             "database": bc.urlsplit(bench.database_url).path.lstrip("/"),
             "redis": bench.redis_url,

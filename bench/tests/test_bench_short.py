@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import client as bc
-from bench.run import failed_points, top_entries
+from bench.run import failed_points, server_label, top_entries
 from bench.soak import memory_verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +87,12 @@ def test_percentiles_interpolate():
     assert bc.percentile([5], 99) == 5
     assert bc.percentile([], 50) is None
     assert bc.percentile([0, 10], 90) == 9.0
+
+
+def test_results_name_the_server_and_its_event_loop():
+    assert server_label({"server": "daphne", "event_loop": "uvloop"}) == "daphne (uvloop)"
+    assert server_label({"server": "daphne", "event_loop": "asyncio"}) == "daphne (asyncio)"
+    assert server_label({"server": "daphne"}) == "daphne"  # a result from before round ten
 
 
 def test_a_run_fails_on_lost_or_inexact_replies_not_on_timings():
