@@ -62,9 +62,16 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
 
 @contextlib.contextmanager
 def daphne(
-    env: dict[str, str], *, port: int | None = None, log_dir: Path, name: str = "daphne"
+    env: dict[str, str],
+    *,
+    port: int | None = None,
+    log_dir: Path,
+    name: str = "daphne",
+    module: str = "chatplatform.serve",
 ) -> Iterator[Server]:
-    """A daphne process serving chatplatform.asgi, with `env` over the current environment."""
+    """A daphne process serving chatplatform.asgi, with `env` over the current environment:
+    by default through the production launcher (daphne on uvloop); `module="daphne"` runs
+    daphne's own command."""
     port = port or free_port()
     log_path = log_dir / f"{name}-{port}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
@@ -73,7 +80,7 @@ def daphne(
             [
                 sys.executable,
                 "-m",
-                "chatplatform.serve",  # daphne on uvloop, as in production
+                module,
                 "-b",
                 "127.0.0.1",
                 "-p",
