@@ -3,7 +3,9 @@
 Replies stream through a lean reader: one POST on a pooled connection of
 `http_stream` (the events parsed where the bytes land, ~15 us an event
 against ~58 us through httpx and ~110 us through the official SDK's pydantic
-models; docs/perf.md), each `data:` parsed with `json.loads`. It keeps what
+models; docs/perf.md), each `data:` decoded by msgspec straight into the few
+fields the reader uses (`Chunk`; ~1.2 us against ~5 through `json.loads` and
+dictionary lookups). It keeps what
 the SDK gave us that matters: typed errors from the status and the error
 body, usage requested in the last chunk, no retry. The SDK still lists the
 models (rare, not per token).
@@ -29,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx2
+import msgspec
 import openai
 import structlog
 
@@ -155,7 +158,7 @@ class OpenAICompatibleProvider(LLMProvider):
         if isinstance(exc, openai.APIError):  # an `error` object sent inside the stream
             code, message = _error_fields(exc.body, exc.message)
             return error_for_status(None, code=code, message=self.scrub(message))
-        if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | TypeError | AttributeError):
+        if isinstance(exc, msgspec.DecodeError | json.JSONDecodeError | UnicodeDecodeError | TypeError):
             return ProviderError("The model provider sent a malformed stream.")
         return ProviderError(f"Unexpected error from the model provider: {type(exc).__name__}.")
 
@@ -253,6 +256,45 @@ def discover_model(*, base_url: str, api_key: str, timeout: float) -> str:
     return ids[0] if ids else ""
 
 
+class Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class Choice(msgspec.Struct):
+    delta: Delta | None = None
+    finish_reason: str | None = None
+
+
+class ReportedUsage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Chunk(msgspec.Struct):
+    """What the reader uses of a streamed chunk; other fields are skipped unparsed, a field
+    of the wrong type is a malformed stream (msgspec.ValidationError). `error` is UNSET
+    unless the chunk has one (some servers send an error object mid-stream)."""
+
+    choices: list[Choice] | None = None
+    usage: ReportedUsage | None = None
+    error: Any | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_chunk = msgspec.json.Decoder(Chunk).decode
+
+
+def read_chunk(data: bytes) -> Chunk:
+    """One event's JSON as a `Chunk`. msgspec refuses an unpaired surrogate escape
+    (`"\\ud800"`), which JSON allows and a model may send: that rare event goes
+    through `json.loads`, and its text reaches the reply, which stores U+FFFD instead."""
+    try:
+        return _decode_chunk(data)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError:
+        return msgspec.convert(json.loads(data), Chunk)
+
+
 class OpenAIStream(IteratorStream):
     """One streamed chat completion, read by hand; closing it closes the HTTP response at once."""
 
@@ -347,23 +389,25 @@ class OpenAIStream(IteratorStream):
                     if event == b"[DONE]":
                         continue  # the body's end follows; reading it keeps the connection reusable
                     try:
-                        chunk = json.loads(event)
-                        if "error" in chunk:
-                            code, message = _error_fields(chunk, "")
+                        chunk = read_chunk(event)
+                        if chunk.error is not msgspec.UNSET:
+                            code, message = _error_fields({"error": chunk.error}, "")
                             raise error_for_status(None, code=code, message=provider.scrub(message))
-                        usage = chunk.get("usage")
-                        if usage:
+                        usage = chunk.usage
+                        if usage is not None and (
+                            usage.prompt_tokens is not None or usage.completion_tokens is not None
+                        ):
                             reported = Usage(
-                                prompt_tokens=usage.get("prompt_tokens") or 0,
-                                completion_tokens=usage.get("completion_tokens") or 0,
+                                prompt_tokens=usage.prompt_tokens or 0,
+                                completion_tokens=usage.completion_tokens or 0,
                             )
                         texts = []
-                        for choice in chunk.get("choices") or ():
-                            if choice.get("finish_reason"):
-                                finish_reason = choice["finish_reason"]
-                            text = (choice.get("delta") or {}).get("content")
-                            if text:
-                                texts.append(text)
+                        for choice in chunk.choices or ():
+                            if choice.finish_reason:
+                                finish_reason = choice.finish_reason
+                            delta = choice.delta
+                            if delta is not None and delta.content:
+                                texts.append(delta.content)
                     except Exception as exc:
                         raise self._fail(exc, streaming=True) from None
                     for text in texts:

@@ -415,3 +415,75 @@ async def test_the_reader_takes_crlf_comments_other_fields_and_any_packet_bounda
     assert stream.result.finish_reason == "stop"
     assert (stream.result.usage.prompt_tokens, stream.result.usage.completion_tokens) == (3, 2)
     assert stream.result.usage.estimated is False
+
+
+async def stream_raw(events: bytes):
+    """The stream of one completion answered with `events` by a bare server, run to its end or failure."""
+    server = await serve_raw_sse(events, piece=4096)
+    port = server.sockets[0].getsockname()[1]
+    provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=5)
+    stream = provider.stream(user("hi"))
+    received: list[str] = []
+    try:
+        async for text in stream:
+            received.append(text)
+    except LLMError as exc:
+        return stream, received, exc
+    finally:
+        server.close()
+        await server.wait_closed()
+    return stream, received, None
+
+
+async def test_nulls_and_fields_the_reader_does_not_use_are_accepted():
+    events = (
+        b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"logprobs":null,'
+        b'"delta":{"role":"assistant","content":null,"reasoning_content":"hm","tool_calls":[{"index":0}]},'
+        b'"finish_reason":null}],"usage":null,"system_fingerprint":{"any":["shape"]}}\n\n'
+        b'data: {"choices":[{"delta":null}]}\n\n'
+        b'data: {"choices":null}\n\n'
+        b'data: {"choices":[{"delta":{"content":"fine"},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    stream, received, error = await stream_raw(events)
+
+    assert error is None
+    assert received == ["fine"]
+    assert stream.result.finish_reason == "stop"
+    assert stream.result.usage.estimated is True  # the server reported none
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"choices":[{"delta":{"content":42}}]}',
+        b'{"choices":{"0":{"delta":{"content":"x"}}}}',
+        b'{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":"many"}}',
+        b'["not", "an", "object"]',
+        b'{"choices":[{"delta":{"content":"cut',
+        b'{"choices":[{"delta":{"content":"\xff\xfe"}}]}',
+    ],
+    ids=["number-content", "choices-object", "string-usage", "array", "truncated", "invalid-utf8"],
+)
+async def test_an_event_of_the_wrong_shape_is_a_malformed_stream_and_keeps_the_text_before(bad):
+    good = b'data: {"choices":[{"delta":{"content":"before"}}]}\n\n'
+    _, received, error = await stream_raw(good + b"data: " + bad + b"\n\ndata: [DONE]\n\n")
+
+    assert received == ["before"]
+    assert error is not None
+    assert (error.code, error.message) == ("provider_error", "The model provider sent a malformed stream.")
+
+
+async def test_an_unpaired_surrogate_escape_reaches_the_reply_as_json_decodes_it():
+    # msgspec refuses it; JSON allows it. The reply replaces it when it stores the text
+    # (conversations.models.storable_text); the reader must not fail the reply for it.
+    events = (
+        b'data: {"choices":[{"delta":{"content":"half \\ud83d of a pair"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":" then \\ud83d\\ude00"},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    stream, received, error = await stream_raw(events)
+
+    assert error is None
+    assert received == ["half \ud83d of a pair", " then \U0001f600"]
+    assert stream.result.finish_reason == "stop"
