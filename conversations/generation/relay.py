@@ -156,6 +156,17 @@ def _resolve(waiter: asyncio.Future) -> None:
         waiter.set_result(None)
 
 
+def gather_window(streaming: int) -> float:
+    """Seconds a reply's provider input may wait unread between two reads when this
+    process streams `streaming` replies: the part of the delta interval beyond
+    CHAT_FLUSH_INTERVAL_MS, so 0 (every packet read as it comes) until the process
+    is busy enough to send each reply's deltas less often, 60 ms at 100 replies. A
+    token then reaches its delta at most that much later; each read takes the
+    tokens of a window at once instead of waking the loop, the parser and the
+    reply's task for each (docs/perf.md, change 45)."""
+    return flush_interval(streaming) - settings.CHAT_FLUSH_INTERVAL_MS / 1000
+
+
 def flush_interval(streaming: int) -> float:
     """Seconds between a reply's deltas when this process streams `streaming` replies:
     CHAT_FLUSH_INTERVAL_MS while the process sends fewer than

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -134,7 +134,15 @@ class ProviderError(LLMError):
 
 
 class Stream(ABC):
-    """One generation: iterate for text deltas; afterwards read `result`."""
+    """One generation: iterate for text deltas; afterwards read `result`.
+
+    `gather`, set by the consumer before it iterates, is how long (seconds, asked
+    after each read; None or 0: no wait) the stream may leave its input unread
+    between reads, so that what arrives meanwhile is taken in one go. A stream
+    that reads a socket (OpenAIStream) honours it; the others need not.
+    """
+
+    gather: Callable[[], float] | None = None
 
     def __init__(self) -> None:
         self.result = StreamResult()

@@ -144,7 +144,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future | None = None
         self._deadline = float("inf")
         self._timer: asyncio.TimerHandle | None = None
-        self._paused = False
+        self._paused = False  # reading paused: the reader is HIGH_WATER behind
+        self._resting: asyncio.TimerHandle | None = None  # reading paused until this fires (`rest`)
         self._decompress: Callable[[bytes], bytes] | None = None
         # What the reader takes: the head, then body pieces handed to `sink` (or kept).
         self.status = 0
@@ -352,7 +353,8 @@ class _Connection(asyncio.Protocol):
             raise self._error
         if self._paused and self.pending_bytes <= HIGH_WATER // 2:
             self._paused = False
-            self.transport.resume_reading()
+            if self._resting is None:
+                self.transport.resume_reading()
         now = self.loop.time()
         if now >= self._deadline:
             raise TimeoutError
@@ -365,6 +367,22 @@ class _Connection(asyncio.Protocol):
             await waiter
         finally:
             self._waiter = None
+
+    def rest(self, seconds: float) -> None:
+        """Leave the socket unread for `seconds`: what the server sends meanwhile waits in
+        the kernel and arrives in one read (one wake-up instead of one per packet)."""
+        if seconds <= 0 or self._resting is not None or self.closed or self._state in (_IDLE, _DONE):
+            return
+        if not self._paused:
+            self.transport.pause_reading()
+        self._resting = self.loop.call_later(seconds, self._end_rest)
+
+    def _end_rest(self) -> None:
+        if self._resting is not None:
+            self._resting.cancel()
+            self._resting = None
+            if not self._paused and not self.closed and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -393,6 +411,7 @@ class _Connection(asyncio.Protocol):
         self._fail(error or Interrupted())
         self.closed = True
         self._stop_timer()
+        self._end_rest()
         if self.transport is not None:
             self.transport.abort()
 
@@ -410,6 +429,7 @@ class _Connection(asyncio.Protocol):
     def settle(self) -> bool:
         """After a response: True when the connection can carry another request."""
         self._stop_timer()
+        self._end_rest()
         if self.closed or not self.keep_alive or self._state != _DONE or self._buffer or self._paused:
             return False
         self._state, self.sink, self.pending, self.body = _IDLE, None, [], []
@@ -464,6 +484,11 @@ class Response:
         while not connection.done and connection.pending_bytes < limit:
             await connection.wait()
         return b"".join(connection.body)[:limit]
+
+    def rest(self, seconds: float) -> None:
+        """Read nothing for `seconds` (the kernel keeps what arrives; the next read takes it
+        all): a reader that consumes text only so often needs no wake-up per packet."""
+        self._connection.rest(seconds)
 
     def interrupt(self) -> None:
         """From any task: the pending read raises Interrupted and the connection closes."""

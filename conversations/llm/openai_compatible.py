@@ -417,6 +417,8 @@ class OpenAIStream(IteratorStream):
                         if self.closed:
                             return
                         response.expire_at(loop.time() + timeout)
+                if self.gather is not None and not finish_reason:  # the end is not kept waiting
+                    response.rest(self.gather())
 
             if not finish_reason:
                 raise self._fail(

@@ -335,3 +335,112 @@ async def test_a_reader_that_falls_behind_pauses_the_socket_and_loses_nothing():
         pool.close()
 
     assert received == [*texts, None]
+
+
+def chunk_of(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(body), body)
+
+
+async def test_a_resting_reader_takes_what_arrived_meanwhile_in_one_read():
+    go, written = asyncio.Event(), asyncio.Event()
+    first, *rest = [chunk_of(e + b"\n\n") for e in events("a", "b", "c", "d").split(b"\n\n") if e]
+
+    async def paced(reader, writer, number):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + first)
+        await go.wait()
+        for piece in [*rest, b"0\r\n\r\n"]:  # each in a packet of its own
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        written.set()
+
+    async with RawServer(paced) as server:
+        pool = http_stream.Pool()
+        loop = asyncio.get_running_loop()
+        response = await pool.post(f"{server.url()}/chat/completions", b"{}", {}, deadline=loop.time() + 10)
+        connection = response._connection
+        reads = []
+        received = connection.data_received
+        connection.data_received = lambda data: (reads.append(data), received(data))
+        assert len(await response.events()) == 1
+
+        response.rest(30)
+        go.set()
+        await written.wait()
+        assert reads == []  # six packets sent, none read
+        connection._end_rest()  # what the rest's timer does when it fires
+        batch = await response.events()
+        assert await response.events() is None
+        response.close()
+
+        assert len(reads) == 1
+        assert [json.loads(e)["choices"][0]["delta"].get("content") for e in batch[:-1]] == [
+            "b",
+            "c",
+            "d",
+            None,
+        ]
+        assert batch[-1] == b"[DONE]"
+        assert pool.opened == 1 and connection in pool._idle[connection.origin]  # reusable after its rest
+        pool.close()
+
+
+async def test_a_reader_stopped_while_it_rests_stops_at_once():
+    async def endless(reader, writer, number):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk_of(events("a")[:40]))
+        await reader.read()  # until the client closes
+
+    async with RawServer(endless) as server:
+        pool = http_stream.Pool()
+        loop = asyncio.get_running_loop()
+        response = await pool.post(f"{server.url()}/chat/completions", b"{}", {}, deadline=loop.time() + 10)
+        response.rest(30)
+        reading = asyncio.create_task(response.events())
+        await asyncio.sleep(0)
+        response.interrupt()
+
+        with pytest.raises(http_stream.Interrupted):
+            await asyncio.wait_for(reading, 2)
+        assert response._connection.closed and response._connection._resting is None
+        pool.close()
+
+
+async def test_a_stream_told_to_gather_reads_its_reply_in_a_few_reads_and_keeps_the_connection():
+    async with ScriptedOpenAIServer(ttft_ms=1, tokens_per_second=200, tokens=20) as server:
+        p = OpenAICompatibleProvider(base_url=server.base_url, model="scripted-model", timeout=5)
+        messages = [ChatMessage(role="user", content="gather")]
+        asked = []
+        stream = p.stream(messages)
+        stream.gather = lambda: asked.append(1) or 0.5
+        first = [d async for d in stream]
+        second = [d async for d in p.stream(messages)]
+
+        assert "".join(first) == "".join(second) == server.expected_reply(messages)
+        assert stream.result.finish_reason == "stop"
+        assert 1 <= len(asked) <= 5  # once a read, not once a token (20 tokens, 100 ms)
+        assert p.pool().opened == 1
+        await p.close()
+
+
+async def test_the_end_of_a_reply_is_not_kept_waiting_by_a_rest():
+    body = events("all", "at", "once")
+
+    async def end_apart(reader, writer, number):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk_of(body))
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")  # the body's end, in a packet after the finish
+        await writer.drain()
+
+    async with RawServer(end_apart) as server:
+        stream = provider(server.url()).stream([ChatMessage(role="user", content="hi")])
+        stream.gather = lambda: 30.0
+
+        assert await asyncio.wait_for(reply_of(stream), 3) == ["all", "at", "once"]
+
+
+async def reply_of(stream) -> list[str]:
+    return [delta async for delta in stream]

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from conversations.generation.relay import Relay, flush_interval
+from conversations.generation.relay import Relay, flush_interval, gather_window
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -112,6 +112,15 @@ def test_a_busy_process_lengthens_the_interval_to_keep_its_frame_budget(settings
     settings.CHAT_FLUSH_MAX_INTERVAL_MS = 100
 
     assert [flush_interval(n) for n in (0, 1, 40, 60, 100, 300)] == [0.04, 0.04, 0.04, 0.06, 0.1, 0.1]
+
+
+def test_provider_input_gathers_only_for_what_a_busy_process_adds_to_the_interval(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 40
+    settings.CHAT_FLUSH_FRAMES_PER_SECOND = 1000
+    settings.CHAT_FLUSH_MAX_INTERVAL_MS = 100
+
+    windows = [gather_window(n) for n in (0, 1, 40, 60, 100, 300)]
+    assert windows == pytest.approx([0, 0, 0, 0.02, 0.06, 0.06])
 
 
 def test_a_maximum_below_the_interval_keeps_the_interval(settings):

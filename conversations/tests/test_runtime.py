@@ -88,6 +88,30 @@ async def test_custom_instructions_of_the_owner_come_before_the_system_prompt():
     await socket.close()
 
 
+async def test_a_reply_lets_its_provider_input_gather_as_long_as_the_process_is_busy(settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 10
+    settings.CHAT_FLUSH_FRAMES_PER_SECOND = 1
+    settings.CHAT_FLUSH_MAX_INTERVAL_MS = 1000
+    _, _, socket = await _chat()
+    await _send(socket)
+    await socket.receive_until("message.completed")
+    stream = get_provider().streams[-1]
+    replies = get_runtime().replies
+
+    for _ in range(500):  # the reply leaves the runtime once its final write is done
+        if not replies:
+            break
+        await asyncio.sleep(0.01)
+
+    assert not replies and stream.gather() == 0  # asked at every read: nothing streams now
+    replies["another"] = None
+    try:
+        assert stream.gather() == pytest.approx(0.99)  # one reply: a 1 s interval, 10 ms of it the base
+    finally:
+        del replies["another"]
+    await socket.close()
+
+
 # --- sessions that end --------------------------------------------------------
 
 
