@@ -23,12 +23,16 @@ log = structlog.get_logger(__name__)
 Deliver = Callable[[dict], Awaitable[None]]
 
 # Deltas and blocks follow each other many times a second: they go to the group's
-# members as read up to MEMBERS_TTL seconds before. A tab that joins on another process
-# in the middle of a reply may so miss up to a second of deltas: it sees a gap in the
-# offsets and asks `sync`, as after any reconnect (and a `sync` refreshes the members).
-# Every other event reads the members afresh: after it was queued, so events queued
-# together (a send's two `message.created`) share the read made for the first.
-MEMBERS_TTL = 1.0
+# members as read up to MEMBERS_TTL seconds before, usually the read made for the
+# reply's `message.created`, so a reply of a few seconds reads them once. A tab that
+# joins on another process in the middle of a reply is not among them: the page syncs
+# every reply still being written when its socket opens (static/js/app.js), and a
+# `sync` refreshes the members on the reply's process; any other client sees a gap in
+# the offsets once the members are read again and asks `sync`, as after any reconnect.
+# A socket that leaves elsewhere gets up to MEMBERS_TTL of frames it no longer reads
+# (they expire in Redis). Every other event reads the members afresh: after it was
+# queued, so events queued together (a send's two `message.created`) share one read.
+MEMBERS_TTL = 5.0
 
 
 class LocalSockets:

@@ -86,3 +86,37 @@ async def test_events_queued_together_share_one_read_of_the_groups_members():
     assert layer.member_reads == 2
     assert [m["n"] for m in here] == [0, 1, 2]
     await outbox.close()
+
+
+async def test_a_replys_deltas_reuse_the_members_read_for_its_start_until_they_are_stale(monkeypatch):
+    from conversations.generation import sockets as sockets_module
+
+    layer = channel_layers.backends["default"] = CountingLayer()
+    clock = [1000.0]
+    monkeypatch.setattr(sockets_module.time, "monotonic", lambda: clock[0])
+    here: list[dict] = []
+
+    async def deliver(message: dict) -> None:
+        here.append(message)
+
+    elsewhere = await layer.new_channel()
+    await layer.group_add("chat", elsewhere)
+    await layer.group_add("chat", "local!tab")
+    sockets = LocalSockets()
+    sockets.join("chat", "local!tab", deliver)
+
+    await sockets.group_send("chat", {"type": "chat.event", "n": "created"})  # read afresh
+    for n in range(4):  # a reply's deltas over four seconds
+        clock[0] += 1.0
+        await sockets.group_send("chat", {"type": "chat.event", "n": n}, stream=True)
+    assert layer.member_reads == 1
+
+    sockets.forget_members("chat")  # a sync: the asker may have joined elsewhere
+    await sockets.group_send("chat", {"type": "chat.event", "n": 4}, stream=True)
+    assert layer.member_reads == 2
+    clock[0] += sockets_module.MEMBERS_TTL + 0.1  # stale: read again
+    await sockets.group_send("chat", {"type": "chat.event", "n": 5}, stream=True)
+    assert layer.member_reads == 3
+
+    assert [m["n"] for m in here] == ["created", 0, 1, 2, 3, 4, 5]
+    assert [(await layer.receive(elsewhere))["n"] for _ in range(7)] == ["created", 0, 1, 2, 3, 4, 5]
