@@ -125,35 +125,29 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
 
 
 # The branch ending at a message, walked up its parents by the database, newest
-# first, with the characters of the newer messages before each (a window sum):
-# only the tail that could fit a context comes back.
+# first, each step carrying the characters of the messages newer than it: the walk
+# stops at the first message with more than enough newer characters, so it reads the
+# tail that could fit a context and no further, however long the conversation.
 _BRANCH_WALK = """
-branch(id, parent_id, depth) AS (
-    SELECT id, parent_id, 0 FROM {table} WHERE id = {leaf}
+tail(role, content, parent_id, depth, chars, newer_chars) AS (
+    SELECT role, content, parent_id, 0, LENGTH(content), 0 FROM {table} WHERE id = {leaf}
     UNION ALL
-    SELECT m.id, m.parent_id, branch.depth + 1
-    FROM {table} m JOIN branch ON m.id = branch.parent_id
-    WHERE branch.depth < %s
-),
-walked AS (
-    SELECT m.role, m.content, branch.depth, branch.parent_id IS NULL AS root,
-           SUM(LENGTH(m.content)) OVER (ORDER BY branch.depth ROWS UNBOUNDED PRECEDING)
-               - LENGTH(m.content) AS newer_chars
-    FROM branch JOIN {table} m ON m.id = branch.id
+    SELECT m.role, m.content, m.parent_id, tail.depth + 1, LENGTH(m.content), tail.newer_chars + tail.chars
+    FROM {table} m JOIN tail ON m.id = tail.parent_id
+    WHERE tail.depth < %s AND tail.newer_chars + tail.chars <= %s
 )
 """
 _BRANCH_TAIL_SQL = """
 WITH RECURSIVE {walk}
-SELECT role, content, root FROM walked WHERE newer_chars <= %s ORDER BY depth
+SELECT role, content, parent_id IS NULL FROM tail ORDER BY depth
 """
 # The job and its branch's tail in one statement (PostgreSQL: the tail as arrays, newest first).
 _JOB_WITH_TAIL_SQL = """
-WITH RECURSIVE job AS ({job}), {walk},
-tail AS (SELECT role, content, root, depth FROM walked WHERE newer_chars <= %s)
+WITH RECURSIVE job AS ({job}), {walk}
 SELECT job.*,
        (SELECT array_agg(role ORDER BY depth) FROM tail),
        (SELECT array_agg(content ORDER BY depth) FROM tail),
-       (SELECT bool_or(root) FROM tail)
+       (SELECT bool_or(parent_id IS NULL) FROM tail)
 FROM job
 """
 

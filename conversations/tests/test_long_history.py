@@ -78,3 +78,34 @@ def test_a_short_branch_is_read_whole_and_a_first_exchange_is_still_one():
 
     assert [m.role for m in job.history] == ["user"]
     assert job.first_exchange is True
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="EXPLAIN ANALYZE counts the rows walked on PostgreSQL"
+)
+def test_the_walk_up_a_long_branch_stops_once_the_tail_could_fill_a_context(settings):
+    import json
+
+    from conversations.generation.job import MAX_BRANCH_DEPTH, _branch_tail_statement, _enough_chars
+
+    settings.LLM_CONTEXT_TOKENS = 2048
+    conversation = make_conversation(make_user("walker"))
+    reply = long_branch(conversation, 1999)
+    leaf = Message._meta.pk.get_db_prep_value(reply.parent_id, connection)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + _branch_tail_statement(),
+            [leaf, MAX_BRANCH_DEPTH, _enough_chars()],
+        )
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", ()):
+            yield from nodes(child)
+
+    walked = next(n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Recursive Union")
+    # ~2 x 2,048 tokens of ~160-token messages: a tail of ~27 rows, not 1,999.
+    assert 20 <= walked["Actual Rows"] <= 30
