@@ -46,6 +46,7 @@ class Reply:
         self.provider = provider
         self.runtime = runtime
         self.message_id = str(job.message_id)
+        self.group = events.group_name(job.conversation_id)  # once: a UUID's str is ~2 us, a reply ~50 frames
         self.relay = Relay(
             self.message_id,
             publish=self._publish,
@@ -124,7 +125,7 @@ class Reply:
         """The relay's pump, once the tabs have heard `message.created`: deltas never come
         first. The provider's request does not wait for that (the event's Redis round
         trip and its lane were on every reply's first-token path)."""
-        await self.runtime.outbox.flushed(events.group_name(self.job.conversation_id))
+        await self.runtime.outbox.flushed(self.group)
         await self.relay.pump(every=settings.CHAT_CHECKPOINT_SECONDS, tick=self._checkpoint_due)
 
     async def _stream(self):
@@ -249,7 +250,7 @@ class Reply:
         """
         try:
             await self.runtime.publish(
-                events.group_name(self.job.conversation_id),
+                self.group,
                 events.envelope(event_type, **payload),
                 stream=event_type in {"message.delta", "message.blocks"},
             )

@@ -323,7 +323,7 @@ class Runtime:
         if reply.final_event is not None:
             await self.sockets.send_to(channel, reply.final_event)
             return
-        self.sockets.forget_members(events.group_name(reply.job.conversation_id))  # the asker may be new
+        self.sockets.forget_members(reply.group)  # the asker may be new
         await reply.relay.answer_sync(channel, offset)
 
     # --- background --------------------------------------------------------------
