@@ -343,13 +343,13 @@ def chunk_of(body: bytes) -> bytes:
 
 async def test_a_resting_reader_takes_what_arrived_meanwhile_in_one_read():
     go, written = asyncio.Event(), asyncio.Event()
-    first, *rest = [chunk_of(e + b"\n\n") for e in events("a", "b", "c", "d").split(b"\n\n") if e]
+    first, *later = [chunk_of(e + b"\n\n") for e in events("a", "b", "c", "d").split(b"\n\n") if e]
 
     async def paced(reader, writer, number):
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + first)
         await go.wait()
-        for piece in [*rest, b"0\r\n\r\n"]:  # each in a packet of its own
+        for piece in [*later, b"0\r\n\r\n"]:  # each in a packet of its own
             writer.write(piece)
             await writer.drain()
             await asyncio.sleep(0.01)
