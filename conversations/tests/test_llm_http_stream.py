@@ -30,9 +30,13 @@ def events(*texts: str, finish: str = "stop") -> bytes:
     return out + b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
 
 
+def chunk_of(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(body), body)
+
+
 def chunked(body: bytes, piece: int = 50) -> bytes:
     parts = [body[i : i + piece] for i in range(0, len(body), piece)]
-    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+    return b"".join(chunk_of(part) for part in parts) + b"0\r\n\r\n"
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes] | None:
@@ -77,7 +81,11 @@ def provider(base_url: str, **overrides) -> OpenAICompatibleProvider:
 
 
 async def reply(p: OpenAICompatibleProvider, text: str = "hi") -> list[str]:
-    return [delta async for delta in p.stream([ChatMessage(role="user", content=text)])]
+    return await reply_of(p.stream([ChatMessage(role="user", content=text)]))
+
+
+async def reply_of(stream) -> list[str]:
+    return [delta async for delta in stream]
 
 
 async def sse_forever(reader, writer, number, *, body: bytes = events("Hel", "lo")) -> None:
@@ -95,7 +103,7 @@ async def test_replies_one_after_another_share_one_connection():
         p = OpenAICompatibleProvider(base_url=server.base_url, model="scripted-model", timeout=5)
         messages = [ChatMessage(role="user", content="one")]
         first = [d async for d in p.stream(messages)]
-        second = [d async for d in p.stream(messages)]
+        second = await reply_of(p.stream(messages))
 
         assert "".join(first) == "".join(second) == server.expected_reply(messages)
         assert p.pool().opened == 1
@@ -337,10 +345,6 @@ async def test_a_reader_that_falls_behind_pauses_the_socket_and_loses_nothing():
     assert received == [*texts, None]
 
 
-def chunk_of(body: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(body), body)
-
-
 async def test_a_resting_reader_takes_what_arrived_meanwhile_in_one_read():
     go, written = asyncio.Event(), asyncio.Event()
     first, *later = [chunk_of(e + b"\n\n") for e in events("a", "b", "c", "d").split(b"\n\n") if e]
@@ -414,8 +418,8 @@ async def test_a_stream_told_to_gather_reads_its_reply_in_a_few_reads_and_keeps_
         asked = []
         stream = p.stream(messages)
         stream.gather = lambda: asked.append(1) or 0.5
-        first = [d async for d in stream]
-        second = [d async for d in p.stream(messages)]
+        first = await reply_of(stream)
+        second = await reply_of(p.stream(messages))
 
         assert "".join(first) == "".join(second) == server.expected_reply(messages)
         assert stream.result.finish_reason == "stop"
@@ -440,7 +444,3 @@ async def test_the_end_of_a_reply_is_not_kept_waiting_by_a_rest():
         stream.gather = lambda: 30.0
 
         assert await asyncio.wait_for(reply_of(stream), 3) == ["all", "at", "once"]
-
-
-async def reply_of(stream) -> list[str]:
-    return [delta async for delta in stream]

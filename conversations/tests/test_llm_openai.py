@@ -389,37 +389,9 @@ async def serve_raw_sse(events: bytes, *, piece: int):
     return await asyncio.start_server(answer, "127.0.0.1", 0)
 
 
-@pytest.mark.parametrize("piece", [1, 7, 4096])
-async def test_the_reader_takes_crlf_comments_other_fields_and_any_packet_boundaries(piece):
-    chunk = '{"choices":[{"index":0,"delta":{"content":%s},"finish_reason":%s}]}'
-    events = (
-        b": keep-alive comment\r\n\r\n"
-        + b"event: message\r\nid: 1\r\ndata: " + (chunk % ('"Hello"', "null")).encode() + b"\r\n\r\n"
-        + b"data:" + (chunk % ('", w\\u00f6rld\\n"', "null")).encode() + b"\n\n"
-        + b"retry: 10\n\n"
-        + b"data: " + (chunk % ("null", '"stop"')).encode() + b"\n\n"
-        + b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
-        + b"data: [DONE]\n\n"
-    )  # fmt: skip
-    server = await serve_raw_sse(events, piece=piece)
-    port = server.sockets[0].getsockname()[1]
-    provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=5)
-    try:
-        stream = provider.stream(user("hi"))
-        deltas = await collect(stream)
-    finally:
-        server.close()
-        await server.wait_closed()
-
-    assert deltas == ["Hello", ", wörld\n"]
-    assert stream.result.finish_reason == "stop"
-    assert (stream.result.usage.prompt_tokens, stream.result.usage.completion_tokens) == (3, 2)
-    assert stream.result.usage.estimated is False
-
-
-async def stream_raw(events: bytes):
+async def stream_raw(events: bytes, *, piece: int = 4096):
     """The stream of one completion answered with `events` by a bare server, run to its end or failure."""
-    server = await serve_raw_sse(events, piece=4096)
+    server = await serve_raw_sse(events, piece=piece)
     port = server.sockets[0].getsockname()[1]
     provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=5)
     stream = provider.stream(user("hi"))
@@ -433,6 +405,27 @@ async def stream_raw(events: bytes):
         server.close()
         await server.wait_closed()
     return stream, received, None
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+async def test_the_reader_takes_crlf_comments_other_fields_and_any_packet_boundaries(piece):
+    chunk = '{"choices":[{"index":0,"delta":{"content":%s},"finish_reason":%s}]}'
+    events = (
+        b": keep-alive comment\r\n\r\n"
+        + b"event: message\r\nid: 1\r\ndata: " + (chunk % ('"Hello"', "null")).encode() + b"\r\n\r\n"
+        + b"data:" + (chunk % ('", w\\u00f6rld\\n"', "null")).encode() + b"\n\n"
+        + b"retry: 10\n\n"
+        + b"data: " + (chunk % ("null", '"stop"')).encode() + b"\n\n"
+        + b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+        + b"data: [DONE]\n\n"
+    )  # fmt: skip
+    stream, deltas, error = await stream_raw(events, piece=piece)
+
+    assert error is None
+    assert deltas == ["Hello", ", wörld\n"]
+    assert stream.result.finish_reason == "stop"
+    assert (stream.result.usage.prompt_tokens, stream.result.usage.completion_tokens) == (3, 2)
+    assert stream.result.usage.estimated is False
 
 
 async def test_nulls_and_fields_the_reader_does_not_use_are_accepted():
