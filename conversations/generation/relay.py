@@ -11,9 +11,12 @@ touches the database.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from conversations import events
 from conversations.rendering import StableBlocks, render_markdown
@@ -70,11 +73,14 @@ class Relay:
         """
         loop = asyncio.get_running_loop()
         while True:
+            flush_at = self._last_flush + self._interval()
+            if not self._done and loop.time() < flush_at:
+                # Nothing goes out before then, whatever comes meanwhile: one sleep per
+                # frame while text keeps coming (not a wake-up for the first token after a
+                # flush and a second sleep to its frame); end() still wakes it.
+                await self._sleep(loop, flush_at, text_wakes=False)
             if not self._pending and not self._done:
                 await self._sleep(loop, loop.time() + every, text_wakes=True)
-            flush_at = self._last_flush + self._interval()
-            if self._pending and not self._done and loop.time() < flush_at:
-                await self._sleep(loop, flush_at, text_wakes=False)
             if self._pending:
                 await self._flush()
             if self._done and not self._pending:
@@ -164,7 +170,7 @@ def gather_window(streaming: int) -> float:
     token then reaches its delta at most that much later; each read takes the
     tokens of a window at once instead of waking the loop, the parser and the
     reply's task for each (docs/perf.md, change 45)."""
-    return flush_interval(streaming) - settings.CHAT_FLUSH_INTERVAL_MS / 1000
+    return flush_interval(streaming) - _pace()[0]
 
 
 def flush_interval(streaming: int) -> float:
@@ -173,6 +179,23 @@ def flush_interval(streaming: int) -> float:
     CHAT_FLUSH_FRAMES_PER_SECOND deltas a second, then longer so that it keeps to
     that many, up to CHAT_FLUSH_MAX_INTERVAL_MS (docs/perf.md: a frame is ~55 us
     of the process's CPU, a quarter of a reply's at N=100)."""
+    base, longest, frames_per_second = _pace()
+    return min(longest, max(base, streaming / frames_per_second))
+
+
+@functools.cache
+def _pace() -> tuple[float, float, int]:
+    """The three settings above, read once: every read and every frame of every reply
+    asks for them, and a read of Django's lazy settings is ~1 us (docs/perf.md, change 49)."""
     base = settings.CHAT_FLUSH_INTERVAL_MS / 1000
-    longest = max(base, settings.CHAT_FLUSH_MAX_INTERVAL_MS / 1000)
-    return min(longest, max(base, streaming / max(1, settings.CHAT_FLUSH_FRAMES_PER_SECOND)))
+    return (
+        base,
+        max(base, settings.CHAT_FLUSH_MAX_INTERVAL_MS / 1000),
+        max(1, settings.CHAT_FLUSH_FRAMES_PER_SECOND),
+    )
+
+
+@receiver(setting_changed)
+def _forget_pace(*, setting: str, **kwargs) -> None:
+    if setting.startswith("CHAT_FLUSH_"):
+        _pace.cache_clear()

@@ -62,6 +62,36 @@ async def test_deltas_go_out_at_most_once_per_flush_interval_and_lose_nothing(se
     assert len(deltas) < 60 / 4
 
 
+async def test_while_text_keeps_coming_the_pump_sleeps_once_a_frame(settings):
+    """Text that comes while the pump waits for its next frame does not wake it early."""
+    settings.CHAT_FLUSH_INTERVAL_MS = 10
+    loop = asyncio.get_running_loop()
+    tokens = iter([f"t{i} " for i in range(1, 21)])
+    frames = Frames()
+
+    async def publish(event_type: str, **payload) -> None:
+        await frames.publish(event_type, **payload)
+        token = next(tokens, None)  # the next token comes once the pump has gone back to sleep
+        loop.call_soon(relay.end) if token is None else loop.call_soon(relay.feed, token)
+
+    relay = Relay("m1", publish=publish, send_to=frames.send_to)
+    sleeps = []
+    sleep = relay._sleep
+
+    async def counted_sleep(*args, **kwargs) -> None:
+        sleeps.append(kwargs["text_wakes"])
+        await sleep(*args, **kwargs)
+
+    relay._sleep = counted_sleep
+    relay.feed("t0 ")
+    await relay.pump(every=60.0, tick=lambda: None)
+
+    deltas = frames.deltas()
+    assert "".join(payload["text"] for _, payload in deltas) == "".join(f"t{i} " for i in range(21))
+    assert len(deltas) == 21
+    assert len(sleeps) <= len(deltas), sleeps  # a sleep woken by text and another to the frame: twice
+
+
 async def test_the_end_is_sent_at_once_not_at_the_next_flush(settings):
     settings.CHAT_FLUSH_INTERVAL_MS = 60_000
     relay, frames = relay_and_frames()
