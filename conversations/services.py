@@ -25,6 +25,7 @@ from conversations.statements import (
     insert_rows,
     insert_rows_and_update,
     lock_for_send,
+    update_returning,
     update_where,
 )
 
@@ -480,10 +481,12 @@ def conversation_autotitle(*, conversation_id: uuid.UUID, title: str) -> Convers
     announces the change itself: no hop back into the event loop from here,
     which would hang a process shutting down.
     """
-    titled = Conversation.objects.filter(pk=conversation_id, title="").update(
-        title=title.strip()[:TITLE_MAX_CHARS], updated_at=timezone.now()
+    return update_returning(
+        Conversation,
+        {"title": title.strip()[:TITLE_MAX_CHARS], "updated_at": timezone.now()},
+        pk=conversation_id,
+        title="",
     )
-    return Conversation.objects.filter(pk=conversation_id).first() if titled else None
 
 
 def replies_interrupt_stale(*, alive: Callable[[set[str]], set[str]] | None = None) -> list[Message]:

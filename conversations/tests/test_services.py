@@ -88,6 +88,21 @@ def test_conversation_delete_removes_messages_and_keeps_usage():
 
 
 @pytest.mark.django_db
+def test_autotitle_returns_the_titled_row_as_stored_in_one_statement(django_assert_num_queries):
+    conversation = rows.conversation(rows.user(), title="", model="m1", system_prompt="Be brief.")
+    with django_assert_num_queries(1):
+        titled = services.conversation_autotitle(
+            conversation_id=conversation.id, title="  " + "A long title " * 20 + " "
+        )
+    stored = Conversation.objects.get(pk=conversation.id)
+    assert titled is not None and not titled._state.adding
+    assert stored.title == ("A long title " * 20).strip()[: services.TITLE_MAX_CHARS]
+    assert stored.updated_at > conversation.updated_at
+    fields = [f.attname for f in Conversation._meta.concrete_fields]
+    assert [getattr(titled, name) for name in fields] == [getattr(stored, name) for name in fields]
+
+
+@pytest.mark.django_db
 def test_autotitle_never_replaces_a_title_the_user_chose():
     conversation = rows.conversation(rows.user(), title="Mine")
     assert services.conversation_autotitle(conversation_id=conversation.id, title="Model's") is None
