@@ -99,3 +99,43 @@ def test_the_apps_connections_plan_each_prepared_statement_once(threshold):
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
         assert cursor.fetchone()[0] == ("force_generic_plan" if preparing else "auto")
+
+
+def test_checkpoints_are_one_prepared_statement_that_finds_replies_by_their_key(threshold):
+    """However many replies a batch holds, its statement's text is the same: prepared once,
+    its generic plan finds each reply through the primary key (one index probe a reply)."""
+    threshold(2)
+    alice = make_user()
+    replies = [
+        services.message_send(
+            conversation_id=make_conversation(alice).id,
+            user=alice,
+            content="hi",
+            client_id=uuid.uuid4(),
+            worker="w",
+        ).reply.id
+        for _ in range(3)
+    ]
+    for n in (1, 2, 3):  # batches of one, two and three replies
+        services.replies_checkpoint(contents={reply: f"text {n}" for reply in replies[:n]})
+
+    checkpoints = [sql for sql in prepared_statements() if "unnest" in sql]
+    assert len(checkpoints) == 1, checkpoints
+    assert [Message.objects.get(pk=reply).content for reply in replies] == ["text 3"] * 3
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # the planner's choice on an all but empty database
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(
+                f"PREPARE checkpoint_probe(timestamptz, timestamptz, uuid[], text[], text) AS {checkpoints[0]}"
+            )
+            cursor.execute(
+                "EXPLAIN EXECUTE checkpoint_probe(now(), now(), %s::uuid[], %s::text[], 'streaming')",
+                [[str(reply) for reply in replies], ["a", "b", "c"]],
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("RESET enable_seqscan")
+            cursor.execute("RESET plan_cache_mode")
+    assert "Nested Loop" in plan and "conversations_message_pkey" in plan, plan
