@@ -345,8 +345,13 @@ async def test_a_reader_that_falls_behind_pauses_the_socket_and_loses_nothing():
     assert received == [*texts, None]
 
 
-async def test_a_resting_reader_takes_what_arrived_meanwhile_in_one_read():
+async def test_a_resting_reader_takes_what_arrived_meanwhile_in_one_read_and_one_decode(monkeypatch):
     go, written = asyncio.Event(), asyncio.Event()
+    fed = []
+    feed = http_stream.SSEDecoder.feed
+    monkeypatch.setattr(
+        http_stream.SSEDecoder, "feed", lambda self, piece: (fed.append(piece), feed(self, piece))[1]
+    )
     first, *later = [chunk_of(e + b"\n\n") for e in events("a", "b", "c", "d").split(b"\n\n") if e]
 
     async def paced(reader, writer, number):
@@ -374,11 +379,13 @@ async def test_a_resting_reader_takes_what_arrived_meanwhile_in_one_read():
         await written.wait()
         assert reads == []  # six packets sent, none read
         connection._end_rest()  # what the rest's timer does when it fires
+        fed.clear()
         batch = await response.events()
         assert await response.events() is None
         response.close()
 
         assert len(reads) == 1
+        assert len(fed) == 1  # the read's five chunks, decoded at once
         assert [json.loads(e)["choices"][0]["delta"].get("content") for e in batch[:-1]] == [
             "b",
             "c",
