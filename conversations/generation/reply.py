@@ -58,6 +58,7 @@ class Reply:
         self.final_event: dict | None = None  # the final state's envelope, once written
         self.stopped_by: str | None = None  # "user" (cancelled) or "shutdown" (interrupted)
         self._streaming = True  # False once the reply is being finished: too late to stop
+        self._checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS  # read once: the pump asks every frame
         self._last_checkpoint = time.monotonic()
         self._checkpointing: asyncio.Task | None = None
         self._publish_failed = False  # log a channel-layer outage once, not per frame
@@ -126,7 +127,7 @@ class Reply:
         first. The provider's request does not wait for that (the event's Redis round
         trip and its lane were on every reply's first-token path)."""
         await self.runtime.outbox.flushed(self.group)
-        await self.relay.pump(every=settings.CHAT_CHECKPOINT_SECONDS, tick=self._checkpoint_due)
+        await self.relay.pump(every=self._checkpoint_every, tick=self._checkpoint_due)
 
     async def _stream(self):
         """Feed the provider's text to the relay until it ends, fails or is stopped."""
@@ -228,7 +229,7 @@ class Reply:
     # --- checkpoints and publishing -----------------------------------------
 
     def _checkpoint_due(self) -> None:
-        if not self._streaming or time.monotonic() - self._last_checkpoint < settings.CHAT_CHECKPOINT_SECONDS:
+        if not self._streaming or time.monotonic() - self._last_checkpoint < self._checkpoint_every:
             return
         if self._checkpointing is not None and not self._checkpointing.done():
             return
