@@ -71,7 +71,8 @@ def write_through() -> None:
     change 51). What the socket does not take at once, and everything written
     while something is buffered, keeps Twisted's own way (in order, with its
     back-pressure, its errors and its close), as does a connection with TLS
-    started on it (its ciphertext is written below this method).
+    started on it (its ciphertext is written below this method) or with a pull
+    producer (which Twisted asks for more once its last write has gone out).
     """
     from twisted.internet import abstract, tcp
 
@@ -95,6 +96,7 @@ def write_through() -> None:
             and not self._writeDisconnected
             and not self._tempDataLen
             and self.offset == len(self.dataBuffer)
+            and (self.producer is None or self.streamingProducer)  # a pull producer is asked again by doWrite
         ):
             sent = self.writeSomeData(data)  # bytes sent, or the connection's loss (met again below)
             if type(sent) is int:

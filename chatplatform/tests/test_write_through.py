@@ -10,8 +10,9 @@ import socket
 import types
 
 import pytest
-from twisted.internet import main, protocol, tcp
+from twisted.internet import interfaces, main, protocol, tcp
 from twisted.internet.testing import MemoryReactorClock
+from zope.interface import implementer
 
 from chatplatform.serve import write_through
 
@@ -92,3 +93,32 @@ def test_a_lost_peer_is_met_the_buffered_way(shim, pair):
 
     assert reactor.getWriters() == [transport]
     assert transport.doWrite() is main.CONNECTION_LOST
+
+
+@implementer(interfaces.IPullProducer)
+class Pull:
+    """Writes a piece each time it is asked, three times."""
+
+    def __init__(self, transport: tcp.Server) -> None:
+        self.transport, self.asked = transport, 0
+
+    def resumeProducing(self) -> None:
+        self.asked += 1
+        if self.asked <= 3:
+            self.transport.write(b"piece %d;" % self.asked)
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def test_a_pull_producer_keeps_twisted_way_and_is_asked_again(shim, pair):
+    transport, peer, reactor = pair
+    producer = Pull(transport)
+    transport.registerProducer(producer, streaming=False)  # asks for the first piece at once
+    for _ in range(10):
+        if not reactor.getWriters():
+            break
+        transport.doWrite()  # sends, and asks the producer for more once all is sent
+
+    assert received(peer) == b"piece 1;piece 2;piece 3;"
+    assert producer.asked == 4  # a fourth time: it had nothing more
