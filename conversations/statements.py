@@ -74,13 +74,9 @@ def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | N
         row = cursor.fetchone()
     if row is None:
         return None
-    converters = _converters(Conversation) + _converters(user_model)
-    row = [
-        value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)
-    ]
     split = len(conversation_fields)
-    conversation = Conversation.from_db(db.alias, [f.attname for f in conversation_fields], row[:split])
-    conversation.owner = user_model.from_db(db.alias, [f.attname for f in owner_fields], row[split:])
+    conversation = _from_row(Conversation, row[:split])
+    conversation.owner = _from_row(user_model, row[split:])
     return conversation
 
 
@@ -131,23 +127,16 @@ def update_returning(model: type[models.Model], values: dict, **where) -> models
         if not update_where(model, values, **where):
             return None
         return model._default_manager.filter(pk=where["pk"]).first()
-    fields = model._meta.concrete_fields
     sql, params = _update(model, values, where)
     key = ("update_returning", sql)
     returning = _SQL.get(key)
     if returning is None:
-        quote = db.ops.quote_name
-        returning = _SQL[key] = f"{sql} RETURNING {', '.join(quote(f.column) for f in fields)}"
+        columns = ", ".join(db.ops.quote_name(f.column) for f in model._meta.concrete_fields)
+        returning = _SQL[key] = f"{sql} RETURNING {columns}"
     with prepared_cursor() as cursor:
         cursor.execute(returning, params)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    row = [
-        value if convert is None else convert(value)
-        for convert, value in zip(_converters(model), row, strict=True)
-    ]
-    return model.from_db(db.alias, [f.attname for f in fields], row)
+    return None if row is None else _from_row(model, row)
 
 
 def _insert(rows: list[models.Model]) -> tuple[str, list]:
@@ -233,6 +222,16 @@ def checkpoint_replies(contents: dict[uuid.UUID, str], *, now) -> None:
 
 
 _CHECKPOINT_COLUMNS = ("id", "content", "status", "heartbeat_at", "updated_at")
+
+
+def _from_row(model, row) -> models.Model:
+    """An instance of `model` from its concrete columns' values as the database returned
+    them, converted as the ORM converts them (what the ORM's own reads build)."""
+    values = [
+        value if convert is None else convert(value)
+        for convert, value in zip(_converters(model), row, strict=True)
+    ]
+    return model.from_db(DEFAULT_DB_ALIAS, [f.attname for f in model._meta.concrete_fields], values)
 
 
 def _converters(model) -> list:
