@@ -1,14 +1,24 @@
-"""The cache backends this project names in CACHES: Django's own, plus a counter in one round trip.
+"""The cache backends this project names in CACHES: Django's own, with one Redis client a process.
+
+Django makes a cache object per thread and per asyncio context (`caches` is
+an asgiref `Local`), and its Redis backend a client and connection pool per
+cache object: every WebSocket consumer's first send opened a Redis connection
+of its own (name lookup, connect, handshake), which it kept while its socket
+lived. In a burst of first messages from new sockets, that was a third of a
+send's database hop (docs/perf.md, round fourteen). `ChatRedisCache` shares
+one client (one connection pool a server) among all of a process's cache
+objects of the same configuration; redis-py's pools are thread-safe.
 
 The rate limit counts every send: with Django's API that is `add` then `incr`,
-three Redis round trips (`incr` asks `EXISTS` first), each through a new
-client object (Django's Redis backend builds one per call, ~5 % of a send's
-database hop). `count` is a `SET NX` and an `INCR` pipelined, through one
-client per connection pool. Other backends (a development process's local
-memory) count with `add` and `incr`, which is as exact, in more steps.
+three Redis round trips (`incr` asks `EXISTS` first). `count` is one command,
+a script that increments and sets the window's expiry on the first count.
+Other backends (a development process's local memory) count with `add` and
+`incr`, which is as exact, in more steps.
 """
 
 from __future__ import annotations
+
+import threading
 
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -27,31 +37,74 @@ def count(key: str, timeout: int) -> int:
         return 1
 
 
+# Atomic in Redis: the first count of a window starts its expiry, later ones leave it.
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 and ARGV[1] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
 class ChatRedisCacheClient(RedisCacheClient):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._clients: dict[int, object] = {}
+        self._count_script = None  # counts are writes: always the first server
+
+    def _get_connection_pool(self, write):
+        index = self._get_connection_pool_index(write)
+        pool = self._pools.get(index)
+        if pool is None:
+            with _LOCK:
+                if index not in self._pools:
+                    self._pools[index] = self._pool_class.from_url(self._servers[index], **self._pool_options)
+                pool = self._pools[index]
+        return pool
 
     def get_client(self, key=None, *, write=False):
         """One client per connection pool (a client is thread-safe), not a new one per call."""
         index = self._get_connection_pool_index(write)
         client = self._clients.get(index)
         if client is None:
-            client = self._clients.setdefault(index, super().get_client(key, write=write))
+            pool = self._get_connection_pool(write)
+            with _LOCK:
+                client = self._clients.setdefault(index, self._client(connection_pool=pool))
         return client
 
     def count(self, key: str, timeout: int | None) -> int:
-        pipe = self.get_client(key, write=True).pipeline(transaction=False)
-        pipe.set(key, self._serializer.dumps(0), ex=timeout, nx=True)
-        pipe.incr(key)
-        return pipe.execute()[1]
+        """One EVALSHA (the script is loaded again by redis-py if the server lost it).
+
+        The value is a plain integer, as Django's serializer stores one, so the
+        cache's own `get` reads it."""
+        script = self._count_script
+        if script is None:
+            client = self.get_client(key, write=True)
+            with _LOCK:
+                script = self._count_script = self._count_script or client.register_script(_COUNT)
+        return script(keys=[key], args=["" if timeout is None else int(timeout)])
 
 
 class ChatRedisCache(RedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
         self._class = ChatRedisCacheClient
+        self._client_key = (tuple(self._servers), repr(sorted(self._options.items())))
+
+    @property
+    def _cache(self) -> ChatRedisCacheClient:
+        """The process's client for these servers and options, made by the first cache object that asks."""
+        client = _CLIENTS.get(self._client_key)
+        if client is None:
+            with _LOCK:
+                client = _CLIENTS.get(self._client_key)
+                if client is None:
+                    client = _CLIENTS[self._client_key] = self._class(self._servers, **self._options)
+        return client
 
     def count(self, key: str, timeout: int, version: int | None = None) -> int:
         key = self.make_and_validate_key(key, version=version)
         return self._cache.count(key, self.get_backend_timeout(timeout))
+
+
+_CLIENTS: dict[tuple, ChatRedisCacheClient] = {}
+_LOCK = threading.Lock()  # a client, pool, or script is made once however many threads ask at once

@@ -1,11 +1,14 @@
-"""The rate limit's counter: one round trip on Redis, `add` and `incr` elsewhere."""
+"""The Redis cache: one client a process; the rate limit's counter, one command on Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from channels.db import database_sync_to_async
 from django.core.cache import cache as default_cache
+from django.core.cache import caches
 
 from chatplatform.cache import ChatRedisCache, count
 
@@ -35,18 +38,67 @@ def test_redis_counter_starts_again_once_its_window_is_gone(redis_cache):
     assert redis_cache.count("sends", 120) == 1
 
 
-def test_redis_counter_sends_its_two_commands_in_one_round_trip(redis_cache):
+def test_redis_counter_is_one_command(redis_cache, monkeypatch):
     redis_cache.count("warm", 120)
     client = redis_cache._cache.get_client(write=True)
-    before = client.info("stats")["total_commands_processed"]
-    redis_cache.count("sends", 120)
-    # INFO itself is counted once; the count adds SET and INCR, nothing else (no EXISTS).
-    assert client.info("stats")["total_commands_processed"] - before <= 3
+    sent = []
+    execute = client.execute_command
+    monkeypatch.setattr(
+        client, "execute_command", lambda *args, **kw: sent.append(args[0]) or execute(*args, **kw)
+    )
+    monkeypatch.setattr(client, "pipeline", None)  # no pipeline either
+    assert redis_cache.count("sends", 120) == 1
+    assert sent == ["EVALSHA"]
+
+
+def test_redis_counter_loads_its_script_again_after_a_flush(redis_cache):
+    assert redis_cache.count("sends", 120) == 1
+    redis_cache._cache.get_client(write=True).script_flush()
+    assert redis_cache.count("sends", 120) == 2
+
+
+def test_redis_counter_without_a_timeout_never_expires(redis_cache):
+    assert redis_cache.count("forever", None) == 1
+    client = redis_cache._cache.get_client(write=True)
+    assert client.ttl(redis_cache.make_and_validate_key("forever")) == -1
 
 
 def test_one_redis_client_per_connection_pool(redis_cache):
     client = redis_cache._cache.get_client(write=True)
     assert redis_cache._cache.get_client(write=True) is client
+
+
+def test_cache_objects_of_one_configuration_share_one_client(redis_url):
+    same = ChatRedisCache(redis_url, {"OPTIONS": {"socket_timeout": 1}})
+    again = ChatRedisCache(redis_url, {"OPTIONS": {"socket_timeout": 1}})
+    other = ChatRedisCache(redis_url, {"OPTIONS": {"socket_timeout": 2}})
+    assert same._cache is again._cache
+    assert same._cache.get_client(write=True) is again._cache.get_client(write=True)
+    assert other._cache is not same._cache
+
+
+async def test_sockets_first_counts_share_one_connection_pool(settings, redis_url):
+    """Each consumer runs in its own asyncio context, where Django makes it a cache object of
+    its own: their first sends all count through one pool, not a Redis connection each."""
+    settings.CACHES = {
+        "default": {"BACKEND": "chatplatform.cache.ChatRedisCache", "LOCATION": redis_url, "KEY_PREFIX": "t"}
+    }
+    key = f"first-{uuid.uuid4().hex}"
+
+    def first_count():
+        counted = count(key, 120)
+        return id(caches["default"]), caches["default"]._cache.get_client(write=True).connection_pool, counted
+
+    async def consumer():  # a task: a context of its own, as a consumer's
+        return await database_sync_to_async(first_count, thread_sensitive=False)()
+
+    seen = await asyncio.gather(*(consumer() for _ in range(20)))
+    assert len({cache_id for cache_id, _, _ in seen}) > 1  # Django's own rule still holds
+    pools = {id(pool) for _, pool, _ in seen}
+    assert len(pools) == 1
+    (pool,) = {pool for _, pool, _ in seen}
+    assert len(pool._available_connections) + len(pool._in_use_connections) <= 6  # the hop threads
+    assert sorted(counted for _, _, counted in seen) == list(range(1, 21))
 
 
 def test_other_backends_count_with_add_and_incr(settings):
