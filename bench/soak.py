@@ -267,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=bc.PROVIDER_TOKENS)
     parser.add_argument("--think", type=float, nargs=2, default=(0.5, 3.0), help="seconds between messages")
     parser.add_argument("--ramp", type=float, default=5.0, help="users start over this many seconds")
-    parser.add_argument("--sample-every", type=float, default=5.0)
+    # Every second: the server trims the allocator every CHAT_MALLOC_TRIM_SECONDS (10), and RSS
+    # is a saw of 10-25 MB teeth; sampled every 5 s the samples drifted through the teeth's
+    # phase over minutes, a beat the slope fit read as growth (docs/perf.md, round fourteen).
+    parser.add_argument("--sample-every", type=float, default=1.0, help="seconds between RSS samples")
     parser.add_argument("--output", type=Path, default=bc.RESULTS)
     parser.add_argument("--name", default="soak")
     args = parser.parse_args(argv)
