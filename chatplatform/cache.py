@@ -4,10 +4,11 @@ Django makes a cache object per thread and per asyncio context (`caches` is
 an asgiref `Local`), and its Redis backend a client and connection pool per
 cache object: every WebSocket consumer's first send opened a Redis connection
 of its own (name lookup, connect, handshake), which it kept while its socket
-lived. In a burst of first messages from new sockets, that was a third of a
-send's database hop (docs/perf.md, round fourteen). `ChatRedisCache` shares
-one client (one connection pool a server) among all of a process's cache
-objects of the same configuration; redis-py's pools are thread-safe.
+lived. In a burst of first messages from new sockets the count was a third of
+a send's database hop, nearly half of that connecting (docs/perf.md, round
+fourteen). `ChatRedisCache` shares one client (one connection pool a server)
+among all of a process's cache objects of the same configuration; redis-py's
+pools are thread-safe.
 
 The rate limit counts every send: with Django's API that is `add` then `incr`,
 three Redis round trips (`incr` asks `EXISTS` first). `count` is one command,
