@@ -47,42 +47,32 @@ return n
 
 
 class ChatRedisCacheClient(RedisCacheClient):
+    """Django's client with its pools, one client per pool and the count's script made
+    once, when the process's one client of a configuration is made (none of it talks to
+    Redis before a command), instead of on first use by whichever threads ask at once."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, object] = {}
-        self._count_script = None  # counts are writes: always the first server
+        self._pools = {
+            index: self._pool_class.from_url(server, **self._pool_options)
+            for index, server in enumerate(self._servers)
+        }
+        self._clients = {index: self._client(connection_pool=pool) for index, pool in self._pools.items()}
+        self._count_script = self._clients[0].register_script(_COUNT)  # counts are writes: the first server
 
     def _get_connection_pool(self, write):
-        index = self._get_connection_pool_index(write)
-        pool = self._pools.get(index)
-        if pool is None:
-            with _LOCK:
-                if index not in self._pools:
-                    self._pools[index] = self._pool_class.from_url(self._servers[index], **self._pool_options)
-                pool = self._pools[index]
-        return pool
+        return self._pools[self._get_connection_pool_index(write)]
 
     def get_client(self, key=None, *, write=False):
         """One client per connection pool (a client is thread-safe), not a new one per call."""
-        index = self._get_connection_pool_index(write)
-        client = self._clients.get(index)
-        if client is None:
-            pool = self._get_connection_pool(write)
-            with _LOCK:
-                client = self._clients.setdefault(index, self._client(connection_pool=pool))
-        return client
+        return self._clients[self._get_connection_pool_index(write)]
 
     def count(self, key: str, timeout: int | None) -> int:
         """One EVALSHA (the script is loaded again by redis-py if the server lost it).
 
         The value is a plain integer, as Django's serializer stores one, so the
         cache's own `get` reads it."""
-        script = self._count_script
-        if script is None:
-            client = self.get_client(key, write=True)
-            with _LOCK:
-                script = self._count_script = self._count_script or client.register_script(_COUNT)
-        return script(keys=[key], args=["" if timeout is None else int(timeout)])
+        return self._count_script(keys=[key], args=["" if timeout is None else int(timeout)])
 
 
 class ChatRedisCache(RedisCache):
@@ -108,4 +98,4 @@ class ChatRedisCache(RedisCache):
 
 
 _CLIENTS: dict[tuple, ChatRedisCacheClient] = {}
-_LOCK = threading.Lock()  # a client, pool, or script is made once however many threads ask at once
+_LOCK = threading.Lock()  # a configuration's client is made once however many threads ask at once
