@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from conftest import require_service
 from conversations import services
@@ -139,3 +139,43 @@ def test_checkpoints_are_one_prepared_statement_that_finds_replies_by_their_key(
             cursor.execute("RESET enable_seqscan")
             cursor.execute("RESET plan_cache_mode")
     assert "Nested Loop" in plan and "conversations_message_pkey" in plan, plan
+
+
+def test_the_checks_read_only_the_senders_own_streaming_replies(threshold):
+    """A send's `running` count probes the partial index of streaming replies once per
+    conversation of its owner: other users' replies being written (and the dead entries
+    their checkpoints leave) are not read, so a send costs the same under any load."""
+    from django.utils import timezone
+
+    from conversations.send_state import read_send_state
+
+    others = [make_user(f"other{n}") for n in range(25)]
+    Message.objects.bulk_create(
+        Message(
+            conversation=make_conversation(other),
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+        )
+        for other in others
+    )
+    alice = make_user()
+    mine = [make_conversation(alice) for _ in range(3)]
+    Message.objects.create(conversation=mine[1], role=Message.Role.ASSISTANT, status=Message.Status.STREAMING)
+
+    def entries_read() -> tuple[int, int]:
+        """Entries the streaming index returned, and its scans, in this transaction so far."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_get_xact_tuples_returned(%s::regclass), pg_stat_get_xact_numscans(%s::regclass)",
+                ["one_streaming_reply_per_conversation"] * 2,
+            )
+            return cursor.fetchone()
+
+    with transaction.atomic():
+        before = entries_read()
+        state = read_send_state(mine[0], since=timezone.now(), default_model="m")
+        after = entries_read()
+    assert state.running == 1 and not state.busy
+    returned, scans = after[0] - before[0], after[1] - before[1]
+    assert returned == 1, (returned, scans)  # mine[1]'s reply; none of the 25 others'
+    assert scans <= len(mine) + 1  # a probe per conversation of alice's, and `busy`'s
