@@ -116,16 +116,30 @@ def read_send_state(
 ) -> SendState:
     """The state of `conversation` and its owner for a send (`default_model`: what a
     conversation with no model of its own uses; `since`: the start of the budget's day)."""
-    pk = Message._meta.pk
-    params = [
-        pk.get_db_prep_value(client_id, connection),
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            *send_state_statement(
+                conversation.pk, since=since, default_model=default_model, client_id=client_id
+            )
+        )
+        return send_state_from(cursor.fetchone())
+
+
+def send_state_statement(
+    conversation_id: uuid.UUID, *, since: datetime, default_model: str, client_id: uuid.UUID | None = None
+) -> tuple[str, list]:
+    """`read_send_state`'s statement and parameters (a send on the event loop runs it on
+    its own connection: conversations/loop_send.py)."""
+    return _statement(), [
+        Message._meta.pk.get_db_prep_value(client_id, connection),
         connection.ops.adapt_datetimefield_value(since),
         default_model,
-        Conversation._meta.pk.get_db_prep_value(conversation.pk, connection),
+        Conversation._meta.pk.get_db_prep_value(conversation_id, connection),
     ]
-    with prepared_cursor() as cursor:
-        cursor.execute(_statement(), params)
-        row = cursor.fetchone()
+
+
+def send_state_from(row: tuple) -> SendState:
+    """The state from `send_state_statement`'s row."""
     resend_id, busy, running, spent, granted, daily, concurrent, leaf_id = row
     return SendState(
         resend_id=as_uuid(resend_id),

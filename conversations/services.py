@@ -113,11 +113,13 @@ def send_state(conversation: Conversation, *, client_id: uuid.UUID | None = None
     the lock's previous holder had just committed.
     """
     return read_send_state(
-        conversation,
-        since=timezone.now().replace(hour=0, minute=0, second=0, microsecond=0),
-        default_model=policy.default_model(),
-        client_id=client_id,
+        conversation, since=budget_day(), default_model=policy.default_model(), client_id=client_id
     )
+
+
+def budget_day() -> datetime:
+    """When the daily token budget's day began (midnight UTC): the usage since counts."""
+    return timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
@@ -332,6 +334,23 @@ def _ask(
     """The user message and its `streaming` reply (one INSERT, with the conversation's
     touch in the same statement on PostgreSQL, inside the caller's transaction),
     announced after commit."""
+    user_message, reply = new_exchange(
+        conversation=conversation, content=content, client_id=client_id, parent_id=parent_id, worker=worker
+    )
+    _insert_and_touch([user_message, reply], conversation.pk)
+    _announce(conversation, user_message, reply)
+    return ReplyStart(user_message=user_message, reply=reply, created=True)
+
+
+def new_exchange(
+    *,
+    conversation: Conversation,
+    content: str,
+    client_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    worker: str,
+) -> tuple[Message, Message]:
+    """The user message and its `streaming` reply, not saved (a send stores both)."""
     user_message = Message(
         conversation=conversation,
         role=Message.Role.USER,
@@ -342,9 +361,7 @@ def _ask(
     reply = _new_reply(
         conversation=conversation, parent_id=user_message.id, worker=worker, after=user_message.created_at
     )
-    _insert_and_touch([user_message, reply], conversation.pk)
-    _announce(conversation, user_message, reply)
-    return ReplyStart(user_message=user_message, reply=reply, created=True)
+    return user_message, reply
 
 
 def _touch(conversation_id: uuid.UUID, *, at: datetime | None = None) -> None:

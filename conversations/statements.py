@@ -52,31 +52,39 @@ def prepared_cursor() -> CursorWrapper:
 def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | None:
     """The owner's conversation with its `owner` row, both locked `FOR UPDATE` in one
     statement (None: no such conversation of theirs). Inside a transaction."""
+    with prepared_cursor() as cursor:
+        cursor.execute(*lock_for_send_statement(conversation_id, owner_id))
+        return locked_for_send(cursor.fetchone())
+
+
+def lock_for_send_statement(conversation_id: uuid.UUID, owner_id: int) -> tuple[str, list]:
+    """`lock_for_send`'s statement and parameters (a send on the event loop runs it on
+    its own connection: conversations/loop_send.py)."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's own, looked up once (each `connection.x` looks it up)
-    user_model = get_user_model()
-    conversation_fields = Conversation._meta.concrete_fields
-    owner_fields = user_model._meta.concrete_fields
     key = ("lock_for_send", db.vendor)
     sql = _SQL.get(key)
     if sql is None:
+        user_model = get_user_model()
         quote = db.ops.quote_name
         owner_column = quote(Conversation._meta.get_field("owner").column)
-        columns = [f"c.{quote(f.column)}" for f in conversation_fields]
-        columns += [f"u.{quote(f.column)}" for f in owner_fields]
+        columns = [f"c.{quote(f.column)}" for f in Conversation._meta.concrete_fields]
+        columns += [f"u.{quote(f.column)}" for f in user_model._meta.concrete_fields]
         lock = " FOR UPDATE OF c, u" if db.features.has_select_for_update_of else ""
         sql = _SQL[key] = (
             f"SELECT {', '.join(columns)} FROM {quote(Conversation._meta.db_table)} c "
             f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = c.{owner_column} "
             f"WHERE c.{quote(Conversation._meta.pk.column)} = %s AND c.{owner_column} = %s{lock}"
         )
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, db), owner_id])
-        row = cursor.fetchone()
+    return sql, [Conversation._meta.pk.get_db_prep_value(conversation_id, db), owner_id]
+
+
+def locked_for_send(row: tuple | None) -> Conversation | None:
+    """The conversation, with its `owner`, from `lock_for_send_statement`'s row."""
     if row is None:
         return None
-    split = len(conversation_fields)
+    split = len(Conversation._meta.concrete_fields)
     conversation = _from_row(Conversation, row[:split])
-    conversation.owner = _from_row(user_model, row[split:])
+    conversation.owner = _from_row(get_user_model(), row[split:])
     return conversation
 
 
@@ -86,7 +94,7 @@ def insert_rows(rows: list[models.Model]) -> None:
     sql, params = _insert(rows)
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
-    _inserted(rows)
+    mark_inserted(rows)
 
 
 def insert_rows_and_update(
@@ -100,11 +108,19 @@ def insert_rows_and_update(
         insert_rows(rows)
         update_where(model, values, **where)
         return
+    with prepared_cursor() as cursor:
+        cursor.execute(*insert_rows_and_update_statement(rows, model, values, **where))
+    mark_inserted(rows)
+
+
+def insert_rows_and_update_statement(
+    rows: list[models.Model], model: type[models.Model], values: dict, **where
+) -> tuple[str, list]:
+    """`insert_rows_and_update`'s statement and parameters on PostgreSQL; once it has run,
+    `mark_inserted(rows)`."""
     insert, insert_params = _insert(rows)
     update, update_params = _update(model, values, where)
-    with prepared_cursor() as cursor:
-        cursor.execute(f"WITH updated AS ({update}) {insert}", update_params + insert_params)
-    _inserted(rows)
+    return f"WITH updated AS ({update}) {insert}", update_params + insert_params
 
 
 def update_where(model: type[models.Model], values: dict, **where) -> int:
@@ -155,7 +171,8 @@ def _insert(rows: list[models.Model]) -> tuple[str, list]:
     return sql, [field.get_db_prep_save(getattr(row, field.attname), db) for row in rows for field in fields]
 
 
-def _inserted(rows: list[models.Model]) -> None:
+def mark_inserted(rows: list[models.Model]) -> None:
+    """The rows are stored: what the ORM marks on the instances it saved."""
     alias = connections[DEFAULT_DB_ALIAS].alias
     for row in rows:
         row._state.adding, row._state.db = False, alias

@@ -86,22 +86,37 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
     has documents and the branch's tail (`branch_tail`'s walk). Elsewhere the
     tail is a statement of its own.
     """
-    params = [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value]
-    with_tail = connection.vendor == "postgresql"
-    if with_tail:
-        params += [MAX_BRANCH_DEPTH, _enough_chars()]
     with prepared_cursor() as cursor:
-        cursor.execute(_job_statement(), params)
+        cursor.execute(*job_statement(message_id))
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else job_from_row(row, options)
+
+
+def job_statement(message_id: uuid.UUID) -> tuple[str, list]:
+    """`load_job`'s statement and parameters (a send on the event loop runs it on its own
+    connection: conversations/loop_send.py)."""
+    params = [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value]
+    if connection.vendor == "postgresql":
+        params += [MAX_BRANCH_DEPTH, _enough_chars()]
+    return _job_statement(), params
+
+
+def job_reads_more(row: tuple) -> bool:
+    """Whether `job_from_row` reads the database itself for this row: the passages of a
+    conversation with documents, and off PostgreSQL the branch's tail."""
+    has_documents = row[11]
+    return bool(has_documents) or len(row) == _JOB_COLUMNS
+
+
+def job_from_row(row: tuple, options: GenerationOptions | None = None) -> ReplyJob:
+    """The job from `job_statement`'s row (see `job_reads_more`)."""
     (reply_id, parent_id, content, conversation_id, owner_id, model, title, system_prompt, source, api_key_name,
-     instructions, has_documents) = row[:12]  # fmt: skip
+     instructions, has_documents) = row[:_JOB_COLUMNS]  # fmt: skip
     reply_id, conversation_id = as_uuid(reply_id), as_uuid(conversation_id)
     if not parent_id:
         history, whole = [], True
-    elif with_tail:
-        roles, contents, root = row[12:]
+    elif len(row) > _JOB_COLUMNS:  # PostgreSQL's, with the tail
+        roles, contents, root = row[_JOB_COLUMNS:]
         history, whole = _history(zip(roles, contents, strict=True)), bool(root)
     else:
         history, whole = branch_tail(as_uuid(parent_id))
@@ -122,6 +137,10 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
         source=source,
         api_key_name=api_key_name,
     )
+
+
+# The columns of `_JOB_SQL` (PostgreSQL's statement adds the tail's three).
+_JOB_COLUMNS = 12
 
 
 # The branch ending at a message, walked up its parents by the database, newest
