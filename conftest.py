@@ -62,3 +62,13 @@ def pytest_collection_modifyitems(items):
     """Browser tests last: Playwright's sync API keeps an event loop running in the
     main thread while its browser is open, which no asyncio test can share."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None or "/browser/" in item.nodeid)
+
+
+@pytest.fixture(autouse=True)
+def _close_loop_connections():
+    """A test's event loop ends with the test: close the PostgreSQL connections its sockets'
+    sends opened on it (chatplatform/loopdb.py), or they would hold the test database."""
+    yield
+    from chatplatform import loopdb
+
+    loopdb.close_all()

@@ -164,6 +164,12 @@ if "DATABASE_URL" not in os.environ and "POSTGRES_HOST" in os.environ:
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A pooled connection (and an event loop's own, chatplatform/loopdb.py) is checked with an
+# empty query before it is used, unless it was last used less than this many seconds ago.
+DB_POOL_CHECK_AFTER = env.float("DB_POOL_CHECK_AFTER", default=1.0)
+# At most this many of an event loop's own connections at once (a socket's send on
+# PostgreSQL runs its statements on one: conversations/loop_send.py).
+DB_LOOP_CONNECTIONS = env.int("DB_LOOP_CONNECTIONS", default=4)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
         "DB_CONNECT_TIMEOUT", default=2
@@ -187,7 +193,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env.float("DB_POOL_TIMEOUT", default=2.0),
             # A connection is checked (an empty query) when the pool hands it out, unless it
             # was handed out less than this many seconds ago (chatplatform/pool.py; 0: always).
-            "check": check_unless_recent(env.float("DB_POOL_CHECK_AFTER", default=1.0)),
+            "check": check_unless_recent(DB_POOL_CHECK_AFTER),
         }
         # Django's backend with one change: its pool takes the `check` above (Django's
         # refuses one among the pool's options; chatplatform/postgresql/base.py).
@@ -324,6 +330,10 @@ if CHAT_EVENT_LOOP not in {"uvloop", "asyncio"}:
 # database connection) instead of queueing on Django's one ORM thread: under load
 # a send waits for the database, not for the sends before it (docs/perf.md).
 CHAT_PARALLEL_HOPS = env.bool("CHAT_PARALLEL_HOPS", default=True)
+# On PostgreSQL a socket's send runs its statements on the event loop (psycopg's async
+# connections, chatplatform/loopdb.py) instead of in a thread hop: no hand-over of the
+# GIL a round trip (docs/perf.md, round fifteen). false: the thread hop, as elsewhere.
+CHAT_SEND_ON_LOOP = env.bool("CHAT_SEND_ON_LOOP", default=True)
 # A stop waits this long for the reply's process to answer before marking it `interrupted`.
 CHAT_STOP_ACK_SECONDS = env.float("CHAT_STOP_ACK_SECONDS", default=1.0)
 # On SIGTERM: how long running replies may take to finish before they are interrupted.

@@ -128,18 +128,24 @@ def configure(*, app_env: str, service_name: str = "chatplatform") -> bool:
 
 
 def traced_cursor(cursor_class: type) -> type:
-    """`cursor_class` (a psycopg cursor class the app makes cursors of itself, not the
-    connection's own) with each query a CLIENT span, as the psycopg instrumentation
+    """`cursor_class` (a psycopg cursor class, sync or async, the app makes cursors of itself,
+    not the connection's own) with each query a CLIENT span, as the psycopg instrumentation
     makes the connection's cursors when traces are on (conversations/statements.py)."""
     if not _enabled:
         return cursor_class
     traced = _TRACED_CURSORS.get(cursor_class)
     if traced is None:
+        import psycopg
         from opentelemetry import trace
-        from opentelemetry.instrumentation.psycopg import _new_cursor_factory
+        from opentelemetry.instrumentation.psycopg import _new_cursor_async_factory, _new_cursor_factory
 
         # The instrumentation's own wrapper (what it gives every connection's cursor factory).
-        traced = _TRACED_CURSORS[cursor_class] = _new_cursor_factory(
+        factory = (
+            _new_cursor_async_factory
+            if issubclass(cursor_class, psycopg.AsyncCursor)
+            else _new_cursor_factory
+        )
+        traced = _TRACED_CURSORS[cursor_class] = factory(
             base_factory=cursor_class, tracer_provider=trace.get_tracer_provider()
         )
     return traced

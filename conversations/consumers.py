@@ -23,7 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chatplatform import tracing
-from conversations import events, selectors, services
+from conversations import events, loop_send, selectors, services
 from conversations.generation import get_runtime
 from conversations.generation.hops import parallel_hop
 from conversations.generation.runtime import stored_with_job
@@ -148,7 +148,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def message_send(self, frame: dict[str, Any]) -> None:
         fields = {"content": _content(frame), "client_id": _uuid(frame, "client_id")}
-        await self._begin(services.message_send, **fields)
+        if loop_send.enabled():
+            self._check_accepting()
+            started = await loop_send.message_send(
+                conversation_id=self.conversation_id, user=self.user, worker=self.runtime.channel, **fields
+            )
+            if started is not None:
+                start, job = started
+                await self.runtime.start(start.reply.id, job=job)
+                return
+        await self._begin(services.message_send, **fields)  # elsewhere, or a resend
 
     async def message_edit(self, frame: dict[str, Any]) -> None:
         fields = {
@@ -186,8 +195,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _begin(self, service, **fields) -> None:
         """A send, edit or regenerate: the service writes (or finds a resend), the runtime streams."""
-        if not self.runtime.accepting:
-            raise FrameError("unavailable", "This server is restarting; send again in a moment.")
+        self._check_accepting()
         start, job = await parallel_hop(stored_with_job)(
             service,
             conversation_id=self.conversation_id,
@@ -206,6 +214,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             sources = await database_sync_to_async(sources_of)(message_id=start.reply.id)
             event_type, payload = events.reply_final(start.reply, sources=sources)
             await self.send(text_data=events.encode(event_type, **payload))
+
+    def _check_accepting(self) -> None:
+        if not self.runtime.accepting:
+            raise FrameError("unavailable", "This server is restarting; send again in a moment.")
 
     # --- server events (from the channel layer, or directly from this process) ---
 

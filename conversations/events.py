@@ -62,6 +62,16 @@ def publish_on_commit(conversation_id: uuid.UUID | str, event_type: str, **paylo
     _on_commit(group_name(conversation_id), envelope(event_type, **payload))
 
 
+def post_committed(conversation_id: uuid.UUID | str, event_type: str, **payload: Any) -> None:
+    """From the event loop, once what the event tells is committed (a send on the loop,
+    conversations/loop_send.py; `publish_on_commit` needs Django's transaction): queued
+    in the runtime's outbox as `publish_on_commit`'s are, so a reply's first delta still
+    waits for it."""
+    from conversations.generation import get_runtime
+
+    get_runtime().post(group_name(conversation_id), envelope(event_type, **payload))
+
+
 def end_user_sessions(
     user_id: int, *, reason: str, force: bool = False, session_key: str | None = None
 ) -> None:

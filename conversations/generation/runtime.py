@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chatplatform import memory
+from chatplatform import loopdb, memory
 from chatplatform.serve import running_event_loop
 from conversations import events, services
 from conversations.generation import liveness
@@ -129,6 +129,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await self.outbox.close()
+        loopdb.close_all()
         provider = get_provider()
         if provider is not None:
             await provider.close()

@@ -26,25 +26,38 @@ db = database_sync_to_async
 
 @contextmanager
 def counting_queries():
-    """Every statement Django sends, from any thread, in order."""
+    """Every statement Django sends, from any thread, and every one a send runs on the
+    event loop's own connection (conversations/loop_send.py), in order."""
+    import psycopg
+
     statements: list[str] = []
     lock = threading.Lock()
     execute, executemany = CursorWrapper.execute, CursorWrapper.executemany
+    execute_on_loop = psycopg.AsyncCursor.execute
+
+    def record(sql) -> None:
+        if not str(sql).startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # SQLite's are statements
+            with lock:
+                statements.append(str(sql).split(" WHERE ")[0][:160])
 
     def counted(original):
         def wrapper(self, sql, *args, **kwargs):
-            if not str(sql).startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # SQLite's are statements
-                with lock:
-                    statements.append(str(sql).split(" WHERE ")[0][:160])
+            record(sql)
             return original(self, sql, *args, **kwargs)
 
         return wrapper
 
+    async def counted_on_loop(self, sql, *args, **kwargs):
+        record(sql)
+        return await execute_on_loop(self, sql, *args, **kwargs)
+
     CursorWrapper.execute, CursorWrapper.executemany = counted(execute), counted(executemany)
+    psycopg.AsyncCursor.execute = counted_on_loop
     try:
         yield statements
     finally:
         CursorWrapper.execute, CursorWrapper.executemany = execute, executemany
+        psycopg.AsyncCursor.execute = execute_on_loop
 
 
 async def one_reply(socket, content: str) -> dict:
