@@ -18,8 +18,10 @@ it), and any database but PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
@@ -57,40 +59,69 @@ async def message_send(
     if not provider_built():  # built once per process, in a thread: a local model takes seconds to load
         await sync_to_async(get_provider)()
     since, default_model = services.budget_day(), policy.default_model()
-    async with loopdb.connection() as conn:
-        cursor = conn.cursor()
-        async with conn.transaction():
-            await cursor.execute(*lock_for_send_statement(conversation_id, user.pk))
-            conversation = locked_for_send(await cursor.fetchone())
-            if conversation is None:
-                raise SendRefused("not_found", "No such conversation.")
-            # A statement of its own, after the locks (services.send_state says why).
-            await cursor.execute(
-                *send_state_statement(
-                    conversation_id, since=since, default_model=default_model, client_id=client_id
-                )
+    async with loopdb.connection() as conn, conn.pipeline():
+        # In psycopg's pipeline mode a statement goes out when executed and its answer is
+        # awaited when read: BEGIN, the locks and the checks share a round trip, the INSERT,
+        # the COMMIT and the job a second, the pipeline's end a third (six in the thread
+        # hop). BEGIN and COMMIT are statements: psycopg's `transaction()` in a pipeline
+        # waits for the server as it begins and as it ends.
+        lock, checks = conn.cursor(), conn.cursor()
+        await conn.execute("BEGIN")
+        await lock.execute(*lock_for_send_statement(conversation_id, user.pk))
+        # A statement of its own, run once the locks are granted (services.send_state says why).
+        await checks.execute(
+            *send_state_statement(
+                conversation_id, since=since, default_model=default_model, client_id=client_id
             )
-            state = send_state_from(await cursor.fetchone())
-            if state.resend_id is not None:
-                return None
-            services.check_can_generate(conversation=conversation, state=state)
-            user_message, reply = services.new_exchange(
-                conversation=conversation,
-                content=content,
-                client_id=client_id,
-                parent_id=state.leaf_id,
-                worker=worker,
+        )
+        try:
+            rows = await _checked_and_inserted(
+                lock, checks, content=content, client_id=client_id, worker=worker
             )
-            rows = [user_message, reply]
-            await cursor.execute(
-                *insert_rows_and_update_statement(
-                    rows, Conversation, {"updated_at": timezone.now()}, pk=conversation.pk
-                )
-            )
-        mark_inserted(rows)
-        for message in rows:
-            events.post_committed(conversation.id, "message.created", message=message.to_wire())
-        await cursor.execute(*job_statement(reply.id))
-        row = await cursor.fetchone()
+        except BaseException:
+            # After a statement's error the pipeline refuses this too; a connection left in
+            # a transaction is closed, not reused (loopdb).
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        if rows is None:  # a resend
+            await conn.execute("ROLLBACK")
+            return None
+        await conn.execute("COMMIT")
+        user_message, reply = rows
+        await checks.execute(*job_statement(reply.id))
+        row = await checks.fetchone()  # after the INSERT's and the COMMIT's answers, or their error
+    mark_inserted(rows)
+    for message in rows:
+        events.post_committed(reply.conversation_id, "message.created", message=message.to_wire())
     job = job_from_row(row) if row is not None and not job_reads_more(row) else None
     return ReplyStart(user_message=user_message, reply=reply, created=True), job
+
+
+async def _checked_and_inserted(
+    lock, checks, *, content: str, client_id: uuid.UUID, worker: str
+) -> list | None:
+    """Inside the send's transaction: the locked conversation and its checks read, the
+    rules applied (`SendRefused`), both messages inserted with the touch. None: a resend."""
+    conversation = locked_for_send(await lock.fetchone())
+    if conversation is None:
+        raise SendRefused("not_found", "No such conversation.")
+    state = send_state_from(await checks.fetchone())
+    if state.resend_id is not None:
+        return None
+    services.check_can_generate(conversation=conversation, state=state)
+    rows = list(
+        services.new_exchange(
+            conversation=conversation,
+            content=content,
+            client_id=client_id,
+            parent_id=state.leaf_id,
+            worker=worker,
+        )
+    )
+    await lock.execute(
+        *insert_rows_and_update_statement(
+            rows, Conversation, {"updated_at": timezone.now()}, pk=conversation.pk
+        )
+    )
+    return rows

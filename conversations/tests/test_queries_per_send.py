@@ -36,7 +36,8 @@ def counting_queries():
     execute_on_loop = psycopg.AsyncCursor.execute
 
     def record(sql) -> None:
-        if not str(sql).startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # SQLite's are statements
+        # Transaction control: SQLite's are statements, and so are a send's on the loop.
+        if not str(sql).startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "ROLLBACK")):
             with lock:
                 statements.append(str(sql).split(" WHERE ")[0][:160])
 
