@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,17 @@ def test_short_soak_loses_nothing(postgres_url, redis_url, tmp_path):
     assert result["complete"] > 50
     assert result["lost"] == result["inexact"] == 0
     assert len(result["series"]) >= 6
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(300)
+def test_the_sends_benchmark_stores_a_burst_both_ways(postgres_url, redis_url):
+    done = run_module("bench.sends", ["--sends", "5", "--rounds", "2"], postgres_url, redis_url, 280)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = {line.split(":")[0].strip(): line for line in done.stdout.splitlines() if ":" in line}
+    assert set(lines) >= {"hop", "loop"}, done.stdout
+    for line in (lines["hop"], lines["loop"]):
+        assert re.search(r"wall ms \[\d+\], median \d+; CPU a send ms \[[\d.]+\]", line), line
 
 
 # --- the arithmetic, without services -------------------------------------------
