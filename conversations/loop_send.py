@@ -5,8 +5,9 @@ six times, each a release of the GIL and a wait to get it back behind the
 event loop and the other hops; in a burst of sends that wait was most of a
 send (docs/perf.md, rounds seven, thirteen and fourteen). Here the same
 statements (the locks, the checks, both messages with the touch, then the
-job) run on the loop's own connection (chatplatform/loopdb.py): each round
-trip is an await, and the loop serves other sockets meanwhile.
+job) run on the loop's own connection (chatplatform/loopdb.py), pipelined
+into three round trips: each is an await, and the loop serves other sockets
+meanwhile.
 
 The rules are the service's own: the same statements, built by the same
 functions, and `services.check_can_generate` deciding. What stays in the
