@@ -17,6 +17,7 @@ from conversations import consumers
 from conversations.generation import runtime as runtime_module
 from conversations.models import Message
 from conversations.tests.conftest import make_conversation, make_user, open_socket
+from conversations.tests.test_queries_per_send import counting_round_trips
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_llm")]
 
@@ -137,39 +138,24 @@ async def test_sends_wait_for_one_of_the_loops_few_connections(settings):
 async def test_a_send_on_the_loop_waits_for_postgresql_three_times(monkeypatch, settings):
     """BEGIN, the locks and the checks in one round trip; the INSERT, the COMMIT and the
     reply's job in a second; the pipeline's end in a third (six in the thread hop)."""
-    import psycopg.waiting
-
     from conversations import loop_send
     from conversations.generation import get_runtime
 
     settings.DB_POOL_CHECK_AFTER = 60  # no check of the connection between these sends
     posted = []
     monkeypatch.setattr(get_runtime(), "post", lambda group, message: posted.append(message["event"]))
-    reads: list[str] = []
-    wait_async = psycopg.waiting.wait_async
-
-    async def counted(gen, *args, **kwargs):
-        def reading():
-            try:
-                wanted = next(gen)
-                while True:
-                    if wanted == psycopg.waiting.Wait.R:
-                        reads.append(getattr(gen, "__qualname__", "?"))
-                    wanted = gen.send((yield wanted))
-            except StopIteration as stop:
-                return stop.value
-
-        return await wait_async(reading(), *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.waiting, "wait_async", counted)
     user = await db(make_user)("trips")
     # The first send connects, the second prepares the statements; the third is counted.
     for content in ("connect", "prepare", "count me"):
         conversation = await db(make_conversation)(user, title="titled already")
-        reads.clear()
-        start, job = await loop_send.message_send(
-            conversation_id=conversation.id, user=user, content=content, client_id=uuid.uuid4(), worker="w"
-        )
+        with counting_round_trips() as reads:
+            start, job = await loop_send.message_send(
+                conversation_id=conversation.id,
+                user=user,
+                content=content,
+                client_id=uuid.uuid4(),
+                worker="w",
+            )
     assert start.created and job is not None and job.history[-1].content == "count me"
     assert posted[-2:] == ["message.created", "message.created"]
     assert len(reads) == 3, reads

@@ -109,31 +109,35 @@ def test_the_send_itself_is_three_statements(django_assert_num_queries):
 
 @contextmanager
 def counting_round_trips():
-    """How often this thread waited for PostgreSQL's answer: the times psycopg waited to
-    read (an answer this small arrives in one read)."""
+    """How often psycopg waited for PostgreSQL's answer, from a thread or on an event loop
+    (a socket's send on the loop, conversations/loop_send.py): the times it waited to read
+    (an answer this small arrives in one read)."""
     import psycopg.waiting
 
-    reads = []
-    original = psycopg.waiting.wait
+    reads: list[str] = []
+    wait, wait_async = psycopg.waiting.wait, psycopg.waiting.wait_async
+
+    def reading(gen):
+        try:
+            wanted = next(gen)
+            while True:
+                if wanted == psycopg.waiting.Wait.R:
+                    reads.append(getattr(gen, "__qualname__", "?"))
+                wanted = gen.send((yield wanted))
+        except StopIteration as stop:
+            return stop.value
 
     def counted(gen, *args, **kwargs):
-        def reading():
-            try:
-                wanted = next(gen)
-                while True:
-                    if wanted == psycopg.waiting.Wait.R:
-                        reads.append(getattr(gen, "__qualname__", "?"))
-                    wanted = gen.send((yield wanted))
-            except StopIteration as stop:
-                return stop.value
+        return wait(reading(gen), *args, **kwargs)
 
-        return original(reading(), *args, **kwargs)
+    async def counted_async(gen, *args, **kwargs):
+        return await wait_async(reading(gen), *args, **kwargs)
 
-    psycopg.waiting.wait = counted
+    psycopg.waiting.wait, psycopg.waiting.wait_async = counted, counted_async
     try:
         yield reads
     finally:
-        psycopg.waiting.wait = original
+        psycopg.waiting.wait, psycopg.waiting.wait_async = wait, wait_async
 
 
 def test_a_socket_send_waits_for_postgresql_six_times():
