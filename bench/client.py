@@ -222,6 +222,14 @@ def scripted_provider(
             child.stop()
 
 
+# Limits no benchmark reaches: a run measures the app, not its refusals.
+GENEROUS_LIMITS = {
+    "CHAT_MESSAGES_PER_MINUTE": "100000",
+    "CHAT_CONCURRENT_REPLIES": "100000",
+    "CHAT_DAILY_TOKEN_BUDGET": "1000000000",
+}
+
+
 def app_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """The server's environment: test settings, generous limits, quiet logs."""
     env = {
@@ -230,9 +238,7 @@ def app_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         "APP_ENV": "test",
         "CHAT_TITLE_FROM_MODEL": "false",
         "LOG_LEVEL": "WARNING",
-        "CHAT_MESSAGES_PER_MINUTE": "100000",
-        "CHAT_CONCURRENT_REPLIES": "100000",
-        "CHAT_DAILY_TOKEN_BUDGET": "1000000000",
+        **GENEROUS_LIMITS,
         "CHATPLATFORM_IGNORE_DOTENV": "1",
         "PYTHONUNBUFFERED": "1",
     }
