@@ -24,6 +24,10 @@ from conversations.rendering import StableBlocks, render_markdown
 Publish = Callable[..., Awaitable[None]]
 SendTo = Callable[[str, dict], Awaitable[None]]
 
+# How long before a frame a resting reader takes its input again (`read_pause`), so
+# that the text it finds is fed before the pump wakes for that frame.
+READ_LEAD = 0.005
+
 
 class Relay:
     def __init__(
@@ -86,6 +90,21 @@ class Relay:
             if self._done and not self._pending:
                 return
             tick()
+
+    def read_pause(self) -> float:
+        """Seconds the provider's input may stay unread after a read (`Stream.gather`):
+        until just before the frame after the one that sends what was just read.
+
+        A token waits for the next frame either way: in `_pending` when it is read as it
+        comes, in the kernel when it is read just before that frame. Read so, a reply's
+        input costs one read (a wake-up of the loop, the parser and the reply's task) a
+        frame instead of one a packet, and a token still goes out at most about one flush
+        interval after it came (docs/perf.md, change 59).
+        """
+        now = asyncio.get_running_loop().time()
+        interval = self._interval()
+        due = max(now, self._last_flush + interval)  # the frame that sends what was just read
+        return max(0.0, due + interval - READ_LEAD - now)
 
     async def answer_sync(self, reply_channel: str, offset: int) -> None:
         """What a socket that holds `offset` characters misses of the text sent so far
@@ -160,17 +179,6 @@ class Relay:
 def _resolve(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def gather_window(streaming: int) -> float:
-    """Seconds a reply's provider input may wait unread between two reads when this
-    process streams `streaming` replies: the part of the delta interval beyond
-    CHAT_FLUSH_INTERVAL_MS, so 0 (every packet read as it comes) until the process
-    is busy enough to send each reply's deltas less often, 60 ms at 100 replies. A
-    token then reaches its delta at most that much later; each read takes the
-    tokens of a window at once instead of waking the loop, the parser and the
-    reply's task for each (docs/perf.md, change 45)."""
-    return flush_interval(streaming) - _pace()[0]
 
 
 def flush_interval(streaming: int) -> float:

@@ -23,7 +23,7 @@ from chatplatform import tracing
 from conversations import events, services
 from conversations.generation import final
 from conversations.generation.job import ReplyJob
-from conversations.generation.relay import Relay, flush_interval, gather_window
+from conversations.generation.relay import Relay, flush_interval
 from conversations.llm.base import LLMError, LLMProvider
 from conversations.llm.context import build_context
 from conversations.models import storable_text
@@ -144,7 +144,7 @@ class Reply:
                 max_output_tokens=self.job.options.max_tokens,
             )
             stream = self.provider.stream(messages, model=self.job.model or None, options=self.job.options)
-            stream.gather = lambda: gather_window(len(self.runtime.replies))
+            stream.gather = self.relay.read_pause
             async for raw in stream:
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()

@@ -9,7 +9,10 @@ import itertools
 
 import pytest
 
-from conversations.generation.relay import Relay, flush_interval, gather_window
+from bench.fake_openai_server import ScriptedOpenAIServer
+from conversations.generation.relay import READ_LEAD, Relay, flush_interval
+from conversations.llm.base import ChatMessage
+from conversations.llm.openai_compatible import OpenAICompatibleProvider
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -144,13 +147,52 @@ def test_a_busy_process_lengthens_the_interval_to_keep_its_frame_budget(settings
     assert [flush_interval(n) for n in (0, 1, 40, 60, 100, 300)] == [0.04, 0.04, 0.04, 0.06, 0.1, 0.1]
 
 
-def test_provider_input_gathers_only_for_what_a_busy_process_adds_to_the_interval(settings):
-    settings.CHAT_FLUSH_INTERVAL_MS = 40
-    settings.CHAT_FLUSH_FRAMES_PER_SECOND = 1000
-    settings.CHAT_FLUSH_MAX_INTERVAL_MS = 100
+async def test_a_read_rests_until_just_before_the_frame_after_the_one_it_feeds():
+    frames = Frames()
+    relay = Relay("m1", publish=frames.publish, send_to=frames.send_to, interval=lambda: 0.1)
+    loop = asyncio.get_running_loop()
 
-    windows = [gather_window(n) for n in (0, 1, 40, 60, 100, 300)]
-    assert windows == pytest.approx([0, 0, 0, 0.02, 0.06, 0.06])
+    # Nothing sent yet: what was just read goes out at once, the next read comes a frame later.
+    assert relay.read_pause() == pytest.approx(0.1 - READ_LEAD)
+
+    pump = asyncio.create_task(relay.pump(every=60.0, tick=lambda: None))
+    relay.feed("a")
+    await frames.wait_for(lambda: len(frames.deltas()) == 1)
+    sent_at = frames.deltas()[0][0]
+    before = loop.time()
+    pause = relay.read_pause()
+    # Read now, the text waits for the frame due at sent_at + 0.1; the next read comes just
+    # before the frame after that one.
+    if before < sent_at + 0.1:
+        assert before + pause == pytest.approx(sent_at + 0.2 - READ_LEAD, abs=0.005)
+
+    await asyncio.sleep(sent_at + 0.101 - loop.time())  # the next frame is due: what is read now goes out now
+    assert relay.read_pause() == pytest.approx(0.1 - READ_LEAD)
+    relay.end()
+    await pump
+
+
+async def test_a_reply_read_at_its_frames_pace_costs_a_read_a_frame_not_one_a_packet():
+    # A token every 5 ms, a frame every 50 ms: read as it came, this reply took about one
+    # read a token.
+    async with ScriptedOpenAIServer(ttft_ms=1, tokens_per_second=200, tokens=60) as server:
+        provider = OpenAICompatibleProvider(base_url=server.base_url, model="scripted-model", timeout=5)
+        messages = [ChatMessage(role="user", content="paced")]
+        frames = Frames()
+        relay = Relay("m1", publish=frames.publish, send_to=frames.send_to, interval=lambda: 0.05)
+        reads = []
+        stream = provider.stream(messages)
+        stream.gather = lambda: reads.append(1) or relay.read_pause()
+        pump = asyncio.create_task(relay.pump(every=60.0, tick=lambda: None))
+        async for text in stream:
+            relay.feed(text)
+        relay.end()
+        await pump
+        await provider.close()
+
+    deltas = frames.deltas()
+    assert "".join(payload["text"] for _, payload in deltas) == server.expected_reply(messages)
+    assert len(reads) <= len(deltas) + 1 < 20  # the last read ends the reply and asks no rest
 
 
 def test_a_maximum_below_the_interval_keeps_the_interval(settings):
