@@ -15,14 +15,24 @@ three Redis round trips (`incr` asks `EXISTS` first). `count` is one command,
 a script that increments and sets the window's expiry on the first count.
 Other backends (a development process's local memory) count with `add` and
 `incr`, which is as exact, in more steps.
+
+`acount` is the count for code on the event loop (a socket's send,
+conversations/loop_send.py): redis-py's client is blocking, and its round trip
+held up every other socket of the process. Each event loop gets an asyncio
+client of its own, closed as the loop closes (the way channels-redis ends its
+per-loop connections: a connection of redis-py's asyncio client must be closed
+on its own loop, and tests run a loop per test).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
+import redis.asyncio
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis.commands.core import AsyncScript
 
 
 def count(key: str, timeout: int) -> int:
@@ -36,6 +46,14 @@ def count(key: str, timeout: int) -> int:
     except ValueError:  # expired or evicted between add and incr
         cache.set(key, 1, timeout=timeout)
         return 1
+
+
+async def acount(key: str, timeout: int) -> int:
+    """`count` from the event loop, without blocking it on Redis."""
+    counter = getattr(cache, "acount", None)
+    if counter is not None:
+        return await counter(key, timeout)
+    return count(key, timeout)  # an in-process backend (local memory): nothing to wait for
 
 
 # Atomic in Redis: the first count of a window starts its expiry, later ones leave it.
@@ -59,6 +77,7 @@ class ChatRedisCacheClient(RedisCacheClient):
         }
         self._clients = {index: self._client(connection_pool=pool) for index, pool in self._pools.items()}
         self._count_script = self._clients[0].register_script(_COUNT)  # counts are writes: the first server
+        self._loop_scripts: dict[asyncio.AbstractEventLoop, AsyncScript] = {}
 
     def _get_connection_pool(self, write):
         return self._pools[self._get_connection_pool_index(write)]
@@ -73,6 +92,31 @@ class ChatRedisCacheClient(RedisCacheClient):
         The value is a plain integer, as Django's serializer stores one, so the
         cache's own `get` reads it."""
         return self._count_script(keys=[key], args=["" if timeout is None else int(timeout)])
+
+    async def acount(self, key: str, timeout: int | None) -> int:
+        """`count` on the running loop's own asyncio client."""
+        loop = asyncio.get_running_loop()
+        script = self._loop_scripts.get(loop)
+        if script is None:
+            script = self._loop_scripts[loop] = self._loop_client(loop).register_script(_COUNT)
+        return await script(keys=[key], args=["" if timeout is None else int(timeout)])
+
+    def _loop_client(self, loop: asyncio.AbstractEventLoop) -> redis.asyncio.Redis:
+        """An asyncio client for `loop`, with the blocking pools' options (not their parser,
+        a blocking one), closed and forgotten when the loop closes."""
+        options = {name: value for name, value in self._pool_options.items() if name != "parser_class"}
+        client = redis.asyncio.Redis.from_url(self._servers[0], **options)
+        close = loop.close
+
+        def close_client_then_loop() -> None:
+            self._loop_scripts.pop(loop, None)
+            loop.close = close
+            if not loop.is_running() and not loop.is_closed():
+                loop.run_until_complete(client.aclose())
+            close()
+
+        loop.close = close_client_then_loop
+        return client
 
 
 class ChatRedisCache(RedisCache):
@@ -95,6 +139,10 @@ class ChatRedisCache(RedisCache):
     def count(self, key: str, timeout: int, version: int | None = None) -> int:
         key = self.make_and_validate_key(key, version=version)
         return self._cache.count(key, self.get_backend_timeout(timeout))
+
+    async def acount(self, key: str, timeout: int, version: int | None = None) -> int:
+        key = self.make_and_validate_key(key, version=version)
+        return await self._cache.acount(key, self.get_backend_timeout(timeout))
 
 
 _CLIENTS: dict[tuple, ChatRedisCacheClient] = {}

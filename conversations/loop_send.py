@@ -10,8 +10,9 @@ into three round trips: each is an await, and the loop serves other sockets
 meanwhile.
 
 The rules are the service's own: the same statements, built by the same
-functions, and `services.check_can_generate` deciding. What stays in the
-thread hop: a resend (a known `client_id`, answered from the ORM's rows by
+functions, and `services.check_can_generate`'s steps deciding (the rate
+limit's count awaited on the loop's own Redis client, chatplatform/cache.py).
+What stays in the thread hop: a resend (a known `client_id`, answered from the ORM's rows by
 `services.message_send`), the job of a conversation with documents (its
 passages are read by the documents app through the ORM; the runtime loads
 it), and any database but PostgreSQL.
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from accounts import policy
 from chatplatform import loopdb
+from chatplatform.cache import acount
 from conversations import events, services
 from conversations.generation.job import ReplyJob, job_from_row, job_reads_more, job_statement
 from conversations.llm import get_provider, provider_built
@@ -110,7 +112,11 @@ async def _checked_and_inserted(
     state = send_state_from(await checks.fetchone())
     if state.resend_id is not None:
         return None
-    services.check_can_generate(conversation=conversation, state=state)
+    # services.check_can_generate's steps, the rate limit's count awaited: a blocking
+    # Redis round trip here held up every other socket of the process.
+    services.check_may_generate(conversation=conversation, state=state)
+    key, lifetime = services.send_counter(conversation.owner_id)
+    services.check_limits(state=state, sends_this_minute=await acount(key, timeout=lifetime))
     rows = list(
         services.new_exchange(
             conversation=conversation,

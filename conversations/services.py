@@ -132,7 +132,16 @@ def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
     together overrun it. The rate limit counts in the cache (Redis when
     configured), across processes. Model access and the user's own limits
     come from `accounts.policy` (groups, profile overrides).
+
+    A send on the event loop (loop_send.py) takes the same three steps, the
+    count awaited (`chatplatform.cache.acount`) instead of blocking the loop.
     """
+    check_may_generate(conversation=conversation, state=state)
+    check_limits(state=state, sends_this_minute=count(*send_counter(conversation.owner_id)))
+
+
+def check_may_generate(*, conversation: Conversation, state: SendState) -> None:
+    """A model, an active owner and the owner's access to the conversation's model."""
     if get_provider() is None:
         raise SendRefused("no_model", provider_status()["reason"] or "No model is configured.")
     owner = conversation.owner
@@ -143,7 +152,19 @@ def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
             "model_not_allowed",
             f"You may not use the model {conversation.model or 'set as default'}; choose another in Options.",
         )
-    _count_send(owner.pk)
+
+
+def send_counter(user_id: int) -> tuple[str, int]:
+    """The rate limit's counter of this minute's sends by `user_id`, and its lifetime in seconds."""
+    return f"ratelimit:send:{user_id}:{int(time.time() // 60)}", 120
+
+
+def check_limits(*, state: SendState, sends_this_minute: int) -> None:
+    """The rate limit (this send counted), one reply at a time, concurrent replies and the budget."""
+    if sends_this_minute > settings.CHAT_MESSAGES_PER_MINUTE:
+        raise SendRefused(
+            "rate_limited", f"At most {settings.CHAT_MESSAGES_PER_MINUTE} messages a minute; wait a moment."
+        )
     if state.busy:
         raise SendRefused("busy", "A reply is still being written in this conversation; stop it or wait.")
     if state.running >= state.limits.concurrent_replies:
@@ -151,14 +172,6 @@ def check_can_generate(*, conversation: Conversation, state: SendState) -> None:
     reserved = state.running * settings.LLM_MAX_OUTPUT_TOKENS
     if state.spent + reserved >= state.limits.daily_tokens:
         raise SendRefused("quota_exceeded", "You have used today's token budget; it renews at midnight UTC.")
-
-
-def _count_send(user_id: int) -> None:
-    minute = int(time.time() // 60)
-    if count(f"ratelimit:send:{user_id}:{minute}", timeout=120) > settings.CHAT_MESSAGES_PER_MINUTE:
-        raise SendRefused(
-            "rate_limited", f"At most {settings.CHAT_MESSAGES_PER_MINUTE} messages a minute; wait a moment."
-        )
 
 
 def _new_reply(

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.core.cache import cache as default_cache
 from django.core.cache import caches
 
-from chatplatform.cache import ChatRedisCache, count
+from chatplatform.cache import ChatRedisCache, acount, count
 
 
 @pytest.fixture
@@ -106,3 +106,50 @@ def test_other_backends_count_with_add_and_incr(settings):
     assert [count("sends", 120) for _ in range(3)] == [1, 2, 3]
     default_cache.delete("sends")
     assert count("sends", 120) == 1
+
+
+async def test_a_count_on_the_event_loop_keeps_the_window_and_lets_the_loop_run(redis_cache):
+    assert [await redis_cache.acount("sends", 120), redis_cache.count("sends", 120)] == [1, 2]
+    client = redis_cache._cache.get_client(write=True)
+    assert 0 < client.ttl(redis_cache.make_and_validate_key("sends")) <= 120
+
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    client.execute_command("CLIENT", "PAUSE", 300, "WRITE")  # Redis holds every write for 0.3 s
+    before = ticks
+    assert await redis_cache.acount("sends", 120) == 3
+    during = ticks - before
+    ticker.cancel()
+    assert during >= 3  # the loop went on while Redis held the count (a blocking count: 0)
+
+
+def test_each_event_loop_counts_on_a_client_of_its_own_closed_with_the_loop(redis_cache):
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    counted = [loop.run_until_complete(redis_cache.acount("sends", 120)) for loop in loops]
+    scripts = [redis_cache._cache._loop_scripts[loop] for loop in loops]
+    pools = [script.registered_client.connection_pool for script in scripts]
+    assert counted == [1, 2] and pools[0] is not pools[1]
+    assert all(pool._available_connections for pool in pools)
+
+    for loop in loops:
+        loop.close()
+
+    assert (
+        loops[0] not in redis_cache._cache._loop_scripts and loops[1] not in redis_cache._cache._loop_scripts
+    )
+    assert all(loop.is_closed() for loop in loops)
+    assert not any(c.is_connected for pool in pools for c in pool._available_connections)
+
+
+async def test_other_backends_count_on_the_loop_as_they_count_anywhere(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert [await acount("loop-sends", 120), count("loop-sends", 120)] == [1, 2]
+    default_cache.delete("loop-sends")
