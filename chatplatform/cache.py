@@ -64,6 +64,11 @@ return n
 """
 
 
+def _count_args(timeout: int | None) -> list:
+    """The script's ARGV: the window's lifetime in seconds, empty for none."""
+    return ["" if timeout is None else int(timeout)]
+
+
 class ChatRedisCacheClient(RedisCacheClient):
     """Django's client with its pools, one client per pool and the count's script made
     once, when the process's one client of a configuration is made (none of it talks to
@@ -91,7 +96,7 @@ class ChatRedisCacheClient(RedisCacheClient):
 
         The value is a plain integer, as Django's serializer stores one, so the
         cache's own `get` reads it."""
-        return self._count_script(keys=[key], args=["" if timeout is None else int(timeout)])
+        return self._count_script(keys=[key], args=_count_args(timeout))
 
     async def acount(self, key: str, timeout: int | None) -> int:
         """`count` on the running loop's own asyncio client."""
@@ -99,7 +104,7 @@ class ChatRedisCacheClient(RedisCacheClient):
         script = self._loop_scripts.get(loop)
         if script is None:
             script = self._loop_scripts[loop] = self._loop_client(loop).register_script(_COUNT)
-        return await script(keys=[key], args=["" if timeout is None else int(timeout)])
+        return await script(keys=[key], args=_count_args(timeout))
 
     def _loop_client(self, loop: asyncio.AbstractEventLoop) -> redis.asyncio.Redis:
         """An asyncio client for `loop`, with the blocking pools' options (not their parser,
