@@ -8,6 +8,7 @@ reply's `message.completed`, with the scripted provider.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -108,10 +109,13 @@ def test_the_send_itself_is_three_statements(django_assert_num_queries):
 
 
 @contextmanager
-def counting_round_trips():
-    """How often psycopg waited for PostgreSQL's answer, from a thread or on an event loop
-    (a socket's send on the loop, conversations/loop_send.py): the times it waited to read
-    (an answer this small arrives in one read)."""
+def counting_round_trips(busy: float = 0.0):
+    """How often psycopg read PostgreSQL's answer, from a thread or on an event loop (a
+    socket's send on the loop, conversations/loop_send.py): the times its socket was
+    readable (an answer this small arrives in one read). Not the times it asked to read
+    alone: in pipeline mode an answer that comes back while psycopg is still writing, as on a
+    busy machine, is read by the wait for the socket to be readable or writable. `busy`
+    holds psycopg that many seconds before each such wait, as a busy machine does."""
     import psycopg.waiting
 
     reads: list[str] = []
@@ -121,9 +125,12 @@ def counting_round_trips():
         try:
             wanted = next(gen)
             while True:
-                if wanted == psycopg.waiting.Wait.R:
+                if busy and wanted == psycopg.waiting.Wait.RW:
+                    time.sleep(busy)
+                ready = yield wanted
+                if ready and ready & psycopg.waiting.Ready.R:
                     reads.append(getattr(gen, "__qualname__", "?"))
-                wanted = gen.send((yield wanted))
+                wanted = gen.send(ready)
         except StopIteration as stop:
             return stop.value
 
