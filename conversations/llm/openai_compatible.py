@@ -385,6 +385,12 @@ class OpenAIStream(IteratorStream):
                     raise self._fail(exc, streaming=True) from None
                 if events is None:
                     break
+                # What one read brought is one delta: a read a frame (`gather`) carries a
+                # few tokens, and each would otherwise go on its own through every step
+                # between here and the relay. A bad event ends the reply after the text
+                # before it.
+                texts: list[str] = []
+                failed: Exception | None = None
                 for event in events:
                     if event == b"[DONE]":
                         continue  # the body's end follows; reading it keeps the connection reusable
@@ -401,7 +407,6 @@ class OpenAIStream(IteratorStream):
                                 prompt_tokens=usage.prompt_tokens or 0,
                                 completion_tokens=usage.completion_tokens or 0,
                             )
-                        texts = []
                         for choice in chunk.choices or ():
                             if choice.finish_reason:
                                 finish_reason = choice.finish_reason
@@ -409,14 +414,17 @@ class OpenAIStream(IteratorStream):
                             if delta is not None and delta.content:
                                 texts.append(delta.content)
                     except Exception as exc:
-                        raise self._fail(exc, streaming=True) from None
-                    for text in texts:
-                        deltas += 1
-                        self.result.usage.completion_tokens = deltas
-                        yield text
-                        if self.closed:
-                            return
-                        response.expire_at(loop.time() + timeout)
+                        failed = exc
+                        break
+                if texts:
+                    deltas += len(texts)
+                    self.result.usage.completion_tokens = deltas
+                    yield texts[0] if len(texts) == 1 else "".join(texts)
+                    if self.closed:
+                        return
+                    response.expire_at(loop.time() + timeout)
+                if failed is not None:
+                    raise self._fail(failed, streaming=True) from None
                 if self.gather is not None and not finish_reason:  # the end is not kept waiting
                     response.rest(self.gather())
 
