@@ -18,7 +18,9 @@ loop, as plain `daphne chatplatform.asgi:application` and `runserver` do.
 Without uvloop installed (it has no Windows build) the launcher says so and
 uses asyncio's.
 
-The launcher also makes daphne's connections write at once (`write_through`).
+The launcher also makes daphne's connections write at once (`write_through`)
+and autobahn's debug lines style their arguments only when written
+(`styled_when_logged`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> None:
     from daphne.cli import CommandLineInterface  # imports daphne.server, which makes the loop
 
     write_through()
+    styled_when_logged()
     CommandLineInterface.entrypoint()
 
 
@@ -106,6 +109,42 @@ def write_through() -> None:
         buffered(self, data)
 
     tcp.Server.write = write
+
+
+class _StyledWhenLogged:
+    """A log argument that autobahn's `style` renders only when a line is written."""
+
+    __slots__ = ("style", "value")
+
+    def __init__(self, style, value) -> None:
+        self.style, self.value = style, value
+
+    def __str__(self) -> str:
+        return self.style(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def styled_when_logged() -> None:
+    """autobahn styles the arguments of its debug lines (`hltype`, `hlval`: a method's
+    qualified name, the peer, a length, each through click.style) before its logger drops
+    the line: three for every WebSocket frame sent and every packet read, ~5 us a frame
+    (about 1 % of a streaming process's CPU at N=100; docs/perf.md, change 62). Its
+    WebSocket modules get versions that style a line's arguments when it is written."""
+    from autobahn import util
+    from autobahn.twisted import websocket as twisted_websocket
+    from autobahn.websocket import protocol
+
+    def hltype(obj, style=util.hltype):
+        return _StyledWhenLogged(style, obj)
+
+    def hlval(value, style=util.hlval):
+        return _StyledWhenLogged(style, value)
+
+    for module in (protocol, twisted_websocket):
+        if hasattr(module, "hltype") and hasattr(module, "hlval"):  # else an autobahn that styles otherwise
+            module.hltype, module.hlval = hltype, hlval
 
 
 if __name__ == "__main__":
