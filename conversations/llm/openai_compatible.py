@@ -11,8 +11,8 @@ body, usage requested in the last chunk, no retry. The SDK still lists the
 models (rare, not per token).
 
 LLM_TIMEOUT bounds connecting, the first token and every gap between tokens
-(a deadline moved at each token, since a server may keep the socket busy
-without sending a token). Nothing is retried: a retry after tokens have
+(a deadline moved at each read that brings text, since a server may keep the
+socket busy without sending a token). What one read brings is one delta. Nothing is retried: a retry after tokens have
 flowed would duplicate text, and before that the user is better told at once
 (`http_stream` only resends a request that a reused idle connection dropped
 before answering a byte).
