@@ -135,7 +135,7 @@ async def test_sends_wait_for_one_of_the_loops_few_connections(settings):
     assert len(loopdb._POOLS[asyncio.get_running_loop()].idle) <= 2
 
 
-@pytest.mark.parametrize("busy", [0.0, 0.005], ids=["quiet", "busy"])
+@pytest.mark.parametrize("busy", [0.0, 0.02], ids=["quiet", "busy"])
 async def test_a_send_on_the_loop_waits_for_postgresql_three_times(monkeypatch, settings, busy):
     """BEGIN, the locks and the checks in one round trip; the INSERT, the COMMIT and the
     reply's job in a second; the pipeline's end in a third (six in the thread hop). On a

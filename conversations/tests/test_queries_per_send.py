@@ -7,8 +7,8 @@ reply's `message.completed`, with the scripted provider.
 
 from __future__ import annotations
 
+import select
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 
@@ -115,18 +115,19 @@ def counting_round_trips(busy: float = 0.0):
     readable (an answer this small arrives in one read). Not the times it asked to read
     alone: in pipeline mode an answer that comes back while psycopg is still writing, as on a
     busy machine, is read by the wait for the socket to be readable or writable. `busy`
-    holds psycopg that many seconds before each such wait, as a busy machine does."""
+    holds psycopg before each such wait until PostgreSQL's answer is there to read, or for
+    that many seconds when none is coming, as a busy machine does."""
     import psycopg.waiting
 
     reads: list[str] = []
     wait, wait_async = psycopg.waiting.wait, psycopg.waiting.wait_async
 
-    def reading(gen):
+    def reading(gen, fileno):
         try:
             wanted = next(gen)
             while True:
                 if busy and wanted == psycopg.waiting.Wait.RW:
-                    time.sleep(busy)
+                    select.select([fileno], [], [], busy)
                 ready = yield wanted
                 if ready and ready & psycopg.waiting.Ready.R:
                     reads.append(getattr(gen, "__qualname__", "?"))
@@ -134,11 +135,11 @@ def counting_round_trips(busy: float = 0.0):
         except StopIteration as stop:
             return stop.value
 
-    def counted(gen, *args, **kwargs):
-        return wait(reading(gen), *args, **kwargs)
+    def counted(gen, fileno, *args, **kwargs):
+        return wait(reading(gen, fileno), fileno, *args, **kwargs)
 
-    async def counted_async(gen, *args, **kwargs):
-        return await wait_async(reading(gen), *args, **kwargs)
+    async def counted_async(gen, fileno, *args, **kwargs):
+        return await wait_async(reading(gen, fileno), fileno, *args, **kwargs)
 
     psycopg.waiting.wait, psycopg.waiting.wait_async = counted, counted_async
     try:
