@@ -12,8 +12,9 @@ models (rare, not per token).
 
 LLM_TIMEOUT bounds connecting, the first token and every gap between tokens
 (a deadline moved at each read that brings text, since a server may keep the
-socket busy without sending a token). What one read brings is one delta. Nothing is retried: a retry after tokens have
-flowed would duplicate text, and before that the user is better told at once
+socket busy without sending a token). What one read brings is one delta.
+Nothing is retried: a retry after tokens have flowed would duplicate text,
+and before that the user is better told at once
 (`http_stream` only resends a request that a reused idle connection dropped
 before answering a byte).
 """
@@ -419,7 +420,7 @@ class OpenAIStream(IteratorStream):
                 if texts:
                     deltas += len(texts)
                     self.result.usage.completion_tokens = deltas
-                    yield texts[0] if len(texts) == 1 else "".join(texts)
+                    yield "".join(texts)
                     if self.closed:
                         return
                     response.expire_at(loop.time() + timeout)
