@@ -5,9 +5,9 @@ six times, each a release of the GIL and a wait to get it back behind the
 event loop and the other hops; in a burst of sends that wait was most of a
 send (docs/perf.md, rounds seven, thirteen and fourteen). Here the same
 statements (the locks, the checks, both messages with the touch, then the
-job) run on the loop's own connection (chatplatform/loopdb.py), pipelined
-into three round trips: each is an await, and the loop serves other sockets
-meanwhile.
+job) run on the loop's own connection (chatplatform/loopdb.py) in two round
+trips, each one query of several statements: each is an await, and the loop
+serves other sockets meanwhile.
 
 The rules are the service's own: the same statements, built by the same
 functions, and `services.check_can_generate`'s steps deciding (the rate
@@ -62,38 +62,42 @@ async def message_send(
     if not provider_built():  # built once per process, in a thread: a local model takes seconds to load
         await sync_to_async(get_provider)()
     since, default_model = services.budget_day(), policy.default_model()
-    async with loopdb.connection() as conn, conn.pipeline():
-        # In psycopg's pipeline mode a statement goes out when executed and its answer is
-        # awaited when read: BEGIN, the locks and the checks share a round trip, the INSERT,
-        # the COMMIT and the job a second, the pipeline's end a third (six in the thread
-        # hop). BEGIN and COMMIT are statements: psycopg's `transaction()` in a pipeline
-        # waits for the server as it begins and as it ends.
-        lock, checks = conn.cursor(), conn.cursor()
-        await conn.execute("BEGIN")
-        await lock.execute(*lock_for_send_statement(conversation_id, user.pk))
-        # A statement of its own, run once the locks are granted (services.send_state says why).
-        await checks.execute(
-            *send_state_statement(
-                conversation_id, since=since, default_model=default_model, client_id=client_id
-            )
-        )
+    async with loopdb.connection() as conn:
+        # Two round trips, each one query of several statements (the simple protocol, the
+        # parameters bound by psycopg): BEGIN, the locks and the checks; then the INSERT,
+        # the COMMIT and the job. PostgreSQL runs them in order, each with its own
+        # snapshot, and stops at the first error (the rest of that query is skipped).
+        cursor = loopdb.client_cursor(conn)
         try:
+            await cursor.execute(
+                *script(
+                    ("BEGIN", []),
+                    await loopdb.prepared(conn, *lock_for_send_statement(conversation_id, user.pk)),
+                    # A statement of its own, run once the locks are granted (services.send_state says why).
+                    await loopdb.prepared(
+                        conn,
+                        *send_state_statement(
+                            conversation_id, since=since, default_model=default_model, client_id=client_id
+                        ),
+                    ),
+                )
+            )
+            cursor.nextset()
             rows = await _checked_and_inserted(
-                lock, checks, content=content, client_id=client_id, worker=worker
+                conn, cursor, content=content, client_id=client_id, worker=worker
             )
         except BaseException:
-            # After a statement's error the pipeline refuses this too; a connection left in
-            # a transaction is closed, not reused (loopdb).
+            # Idle again, the connection is kept (loopdb closes one left in a transaction).
             with contextlib.suppress(psycopg.Error):
                 await conn.execute("ROLLBACK")
             raise
         if rows is None:  # a resend
             await conn.execute("ROLLBACK")
             return None
-        await conn.execute("COMMIT")
         user_message, reply = rows
-        await checks.execute(*job_statement(reply.id))
-        row = await checks.fetchone()  # after the INSERT's and the COMMIT's answers, or their error
+        cursor.nextset()  # past the INSERT's result
+        cursor.nextset()  # and the COMMIT's
+        row = await cursor.fetchone()
     mark_inserted(rows)
     for message in rows:
         events.post_committed(reply.conversation_id, "message.created", message=message.to_wire())
@@ -101,15 +105,27 @@ async def message_send(
     return ReplyStart(user_message=user_message, reply=reply, created=True), job
 
 
+def script(*statements: tuple[str, list]) -> tuple[str, list]:
+    """Statements with their parameters as one query and its parameters (a client cursor's)."""
+    return "; ".join(sql for sql, _ in statements), [value for _, params in statements for value in params]
+
+
 async def _checked_and_inserted(
-    lock, checks, *, content: str, client_id: uuid.UUID, worker: str
+    conn: psycopg.AsyncConnection,
+    cursor: psycopg.AsyncCursor,
+    *,
+    content: str,
+    client_id: uuid.UUID,
+    worker: str,
 ) -> list | None:
-    """Inside the send's transaction: the locked conversation and its checks read, the
-    rules applied (`SendRefused`), both messages inserted with the touch. None: a resend."""
-    conversation = locked_for_send(await lock.fetchone())
+    """Inside the send's transaction, `cursor` at the locks' result: the locked conversation
+    and its checks read, the rules applied (`SendRefused`), then both messages inserted with
+    the touch, the COMMIT and the reply's job sent as one query. None: a resend."""
+    conversation = locked_for_send(await cursor.fetchone())
     if conversation is None:
         raise SendRefused("not_found", "No such conversation.")
-    state = send_state_from(await checks.fetchone())
+    cursor.nextset()
+    state = send_state_from(await cursor.fetchone())
     if state.resend_id is not None:
         return None
     # services.check_can_generate's steps, the rate limit's count awaited: a blocking
@@ -126,9 +142,14 @@ async def _checked_and_inserted(
             worker=worker,
         )
     )
-    await lock.execute(
-        *insert_rows_and_update_statement(
-            rows, Conversation, {"updated_at": timezone.now()}, pk=conversation.pk
+    insert = insert_rows_and_update_statement(
+        rows, Conversation, {"updated_at": timezone.now()}, pk=conversation.pk
+    )
+    await cursor.execute(
+        *script(
+            await loopdb.prepared(conn, *insert),
+            ("COMMIT", []),
+            await loopdb.prepared(conn, *job_statement(rows[-1].id)),
         )
     )
     return rows

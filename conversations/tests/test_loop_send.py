@@ -136,10 +136,10 @@ async def test_sends_wait_for_one_of_the_loops_few_connections(settings):
 
 
 @pytest.mark.parametrize("busy", [0.0, 0.02], ids=["quiet", "busy"])
-async def test_a_send_on_the_loop_waits_for_postgresql_three_times(monkeypatch, settings, busy):
+async def test_a_send_on_the_loop_waits_for_postgresql_twice(monkeypatch, settings, busy):
     """BEGIN, the locks and the checks in one round trip; the INSERT, the COMMIT and the
-    reply's job in a second; the pipeline's end in a third (six in the thread hop). On a
-    busy machine an answer can come back before psycopg waits for it: still three reads."""
+    reply's job in a second (six in the thread hop, three in psycopg's pipeline mode). On
+    a busy machine the answers are all there before psycopg waits: still two reads."""
     from conversations import loop_send
     from conversations.generation import get_runtime
 
@@ -147,8 +147,8 @@ async def test_a_send_on_the_loop_waits_for_postgresql_three_times(monkeypatch, 
     posted = []
     monkeypatch.setattr(get_runtime(), "post", lambda group, message: posted.append(message["event"]))
     user = await db(make_user)("trips")
-    # The first send connects, the second prepares the statements; the third is counted.
-    for content in ("connect", "prepare", "count me"):
+    # The first send connects and loads what a process caches; the second is counted.
+    for content in ("connect", "count me"):
         conversation = await db(make_conversation)(user, title="titled already")
         with counting_round_trips(busy) as reads:
             start, job = await loop_send.message_send(
@@ -160,4 +160,44 @@ async def test_a_send_on_the_loop_waits_for_postgresql_three_times(monkeypatch, 
             )
     assert start.created and job is not None and job.history[-1].content == "count me"
     assert posted[-2:] == ["message.created", "message.created"]
-    assert len(reads) == 3, reads
+    assert len(reads) == 2, reads
+
+
+async def test_a_message_is_stored_as_sent_whatever_it_holds():
+    """The loop binds a send's values itself (one query, several statements): quotes,
+    backslashes, placeholders and separators in a message are its text, nothing else."""
+    socket, conversation = await socket_of("quoted")
+    content = "it's \\' %s %(x)s; ROLLBACK; -- $1 \\x00 ünï 🙂\n\ttab"
+    await send(socket, content)
+    created = await socket.receive_until("message.created")
+    await socket.receive_until("message.completed")
+    await socket.close()
+
+    assert created["message"]["content"] == content
+    stored = await db(Message.objects.get)(conversation=conversation, role="user")
+    assert stored.content == content
+
+
+async def test_a_send_whose_insert_fails_stores_nothing_and_keeps_its_connection(monkeypatch, settings):
+    from conversations import loop_send
+    from conversations.generation import get_runtime
+
+    settings.DB_POOL_CHECK_AFTER = 60
+    monkeypatch.setattr(get_runtime(), "post", lambda group, message: None)
+    user = await db(make_user)("failing")
+    first, second = [await db(make_conversation)(user, title="titled already") for _ in range(2)]
+    fields = {"user": user, "worker": "w", "client_id": uuid.uuid4()}
+    await loop_send.message_send(conversation_id=first.id, content="first", **fields)
+    pool = loopdb._POOLS[asyncio.get_running_loop()]
+    ((conn, _),) = pool.idle
+    monkeypatch.setattr(
+        loop_send, "insert_rows_and_update_statement", lambda *args, **kwargs: ("SELECT 1/0", [])
+    )
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await loop_send.message_send(conversation_id=second.id, content="second", **fields)
+
+    assert not await db(Message.objects.filter(conversation=second).exists)()
+    assert [c for c, _ in pool.idle] == [
+        conn
+    ] and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

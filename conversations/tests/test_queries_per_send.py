@@ -37,10 +37,12 @@ def counting_queries():
     execute_on_loop = psycopg.AsyncCursor.execute
 
     def record(sql) -> None:
-        # Transaction control: SQLite's are statements, and so are a send's on the loop.
-        if not str(sql).startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "ROLLBACK")):
-            with lock:
-                statements.append(str(sql).split(" WHERE ")[0][:160])
+        # A query of a send on the loop holds several statements (loop_send.script). Transaction
+        # control: SQLite's are statements, and so are a send's on the loop.
+        for statement in str(sql).split("; "):
+            if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "ROLLBACK")):
+                with lock:
+                    statements.append(statement.split(" WHERE ")[0][:160])
 
     def counted(original):
         def wrapper(self, sql, *args, **kwargs):
@@ -115,8 +117,8 @@ def counting_round_trips(busy: float = 0.0):
     readable (an answer this small arrives in one read). Not the times it asked to read
     alone: in pipeline mode an answer that comes back while psycopg is still writing, as on a
     busy machine, is read by the wait for the socket to be readable or writable. `busy`
-    holds psycopg before each such wait until PostgreSQL's answer is there to read, or for
-    that many seconds when none is coming, as a busy machine does."""
+    holds psycopg before each wait that reads until PostgreSQL's answer is there to read, or
+    for that many seconds when none is coming, as a busy machine does."""
     import psycopg.waiting
 
     reads: list[str] = []
@@ -126,7 +128,7 @@ def counting_round_trips(busy: float = 0.0):
         try:
             wanted = next(gen)
             while True:
-                if busy and wanted == psycopg.waiting.Wait.RW:
+                if busy and wanted & psycopg.waiting.Wait.R:
                     select.select([fileno], [], [], busy)
                 ready = yield wanted
                 if ready and ready & psycopg.waiting.Ready.R:
