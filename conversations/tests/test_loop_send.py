@@ -190,6 +190,7 @@ async def test_a_send_whose_insert_fails_stores_nothing_and_keeps_its_connection
     await loop_send.message_send(conversation_id=first.id, content="first", **fields)
     pool = loopdb._POOLS[asyncio.get_running_loop()]
     ((conn, _),) = pool.idle
+    insert = loop_send.insert_rows_and_update_statement
     monkeypatch.setattr(
         loop_send, "insert_rows_and_update_statement", lambda *args, **kwargs: ("SELECT 1/0", [])
     )
@@ -198,6 +199,10 @@ async def test_a_send_whose_insert_fails_stores_nothing_and_keeps_its_connection
         await loop_send.message_send(conversation_id=second.id, content="second", **fields)
 
     assert not await db(Message.objects.filter(conversation=second).exists)()
-    assert [c for c, _ in pool.idle] == [
-        conn
-    ] and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    # Rolled back and kept: the same connection, idle, its prepared statements still there.
+    assert [idle for idle, _ in pool.idle] == [conn]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    monkeypatch.setattr(loop_send, "insert_rows_and_update_statement", insert)
+    fields["client_id"] = uuid.uuid4()
+    start, _ = await loop_send.message_send(conversation_id=second.id, content="again", **fields)
+    assert start.created and [idle for idle, _ in pool.idle] == [conn]
