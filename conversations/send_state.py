@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from accounts import policy
 from accounts.models import ANY_MODEL, GroupModelAccess, Profile
 from conversations.models import Conversation, Message, UsageEvent
-from conversations.statements import prepared_cursor
+from conversations.statements import backend, prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +85,7 @@ def _statement() -> str:
     constants it compares with (so that PostgreSQL plans it once per connection: with
     `status = $n`, the partial index on streaming replies was usable only by a plan
     made for the value, and the statement was planned on every send; docs/perf.md)."""
-    quote = connection.ops.quote_name
+    quote = backend().ops.quote_name
     return _SQL.format(
         message=quote(Message._meta.db_table),
         conversation=quote(Conversation._meta.db_table),
@@ -130,11 +129,12 @@ def send_state_statement(
 ) -> tuple[str, list]:
     """`read_send_state`'s statement and parameters (a send on the event loop runs it on
     its own connection: conversations/loop_send.py)."""
+    db = backend()
     return _statement(), [
-        Message._meta.pk.get_db_prep_value(client_id, connection),
-        connection.ops.adapt_datetimefield_value(since),
+        Message._meta.pk.get_db_prep_value(client_id, db),
+        db.ops.adapt_datetimefield_value(since),
         default_model,
-        Conversation._meta.pk.get_db_prep_value(conversation_id, connection),
+        Conversation._meta.pk.get_db_prep_value(conversation_id, db),
     ]
 
 

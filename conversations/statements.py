@@ -17,11 +17,35 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.core.signals import setting_changed
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from django.dispatch import receiver
 
 from chatplatform import tracing
 from conversations.models import Conversation, Message
+
+
+def backend() -> BaseDatabaseWrapper:
+    """The default database's wrapper for building statements and adapting values (its
+    vendor, quoting and features, what `get_db_prep_*` and the converters ask of it),
+    never for running them: made once a process (again if DATABASES changes), it never
+    connects. `connections[DEFAULT_DB_ALIAS]` and `connection.x` are a lookup in asgiref's
+    `Local` at every use: a dozen a send (docs/perf.md, change 64)."""
+    db = _BACKEND.get(DEFAULT_DB_ALIAS)
+    if db is None:
+        db = _BACKEND[DEFAULT_DB_ALIAS] = connections.create_connection(DEFAULT_DB_ALIAS)
+    return db
+
+
+_BACKEND: dict[str, BaseDatabaseWrapper] = {}
+
+
+@receiver(setting_changed)
+def _forget_backend(*, setting: str, **kwargs) -> None:
+    if setting == "DATABASES":
+        _BACKEND.clear()
 
 
 def prepared_cursor() -> CursorWrapper:
@@ -60,7 +84,7 @@ def lock_for_send(conversation_id: uuid.UUID, owner_id: int) -> Conversation | N
 def lock_for_send_statement(conversation_id: uuid.UUID, owner_id: int) -> tuple[str, list]:
     """`lock_for_send`'s statement and parameters (a send on the event loop runs it on
     its own connection: conversations/loop_send.py)."""
-    db = connections[DEFAULT_DB_ALIAS]  # the thread's own, looked up once (each `connection.x` looks it up)
+    db = backend()
     key = ("lock_for_send", db.vendor)
     sql = _SQL.get(key)
     if sql is None:
@@ -104,7 +128,7 @@ def insert_rows_and_update(
     PostgreSQL (the UPDATE a data-modifying `WITH` of the INSERT), two elsewhere: a round
     trip fewer for every send, whose two messages and conversation's time are written so
     (the conversation's row is already locked by the send's transaction)."""
-    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+    if backend().vendor != "postgresql":
         insert_rows(rows)
         update_where(model, values, **where)
         return
@@ -138,7 +162,7 @@ def update_returning(model: type[models.Model], values: dict, **where) -> models
     SQLite >= 3.35), an UPDATE and a read elsewhere. The ORM's `update()` and
     `first()` for a first exchange's title were 1.9 % of a streaming process's
     samples at N=100 (docs/perf.md, change 50)."""
-    db = connections[DEFAULT_DB_ALIAS]
+    db = backend()
     if not db.features.can_return_columns_from_insert:
         if not update_where(model, values, **where):
             return None
@@ -156,7 +180,7 @@ def update_returning(model: type[models.Model], values: dict, **where) -> models
 
 
 def _insert(rows: list[models.Model]) -> tuple[str, list]:
-    db = connections[DEFAULT_DB_ALIAS]
+    db = backend()
     meta = rows[0]._meta
     fields = [field for field in meta.concrete_fields if not field.db_returning]
     key = ("insert_rows", db.vendor, meta.label, len(rows))
@@ -173,13 +197,12 @@ def _insert(rows: list[models.Model]) -> tuple[str, list]:
 
 def mark_inserted(rows: list[models.Model]) -> None:
     """The rows are stored: what the ORM marks on the instances it saved."""
-    alias = connections[DEFAULT_DB_ALIAS].alias
     for row in rows:
-        row._state.adding, row._state.db = False, alias
+        row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
 
 
 def _update(model: type[models.Model], values: dict, where: dict) -> tuple[str, list]:
-    db = connections[DEFAULT_DB_ALIAS]
+    db = backend()
     meta = model._meta
 
     def field(name: str) -> models.Field:
@@ -255,7 +278,8 @@ def _converters(model) -> list:
     """Per column of `model`, what turns the database's value into the field's Python
     value, as the ORM applies it (the backend's converters, e.g. SQLite's UUIDs,
     booleans and datetimes, then the field's `from_db_value`). Built once per backend."""
-    key = (connection.vendor, model)
+    db = backend()
+    key = (db.vendor, model)
     converters = _CONVERTERS.get(key)
     if converters is None:
         from django.db.models.expressions import Col
@@ -263,8 +287,8 @@ def _converters(model) -> list:
         converters = []
         for field in model._meta.concrete_fields:
             column = Col(model._meta.db_table, field)
-            steps = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-            converters.append(_chain(steps, column) if steps else None)
+            steps = db.ops.get_db_converters(column) + field.get_db_converters(db)
+            converters.append(_chain(steps, column, db) if steps else None)
         _CONVERTERS[key] = converters
     return converters
 
@@ -274,10 +298,10 @@ _CONVERTERS: dict[tuple[str, type], list] = {}
 _SQL: dict[tuple, str] = {}
 
 
-def _chain(steps, expression):
+def _chain(steps, expression, db):
     def convert(value):
         for step in steps:
-            value = step(value, expression, connection)
+            value = step(value, expression, db)
         return value
 
     return convert

@@ -14,13 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection
 
 from accounts.models import Profile
 from conversations.llm.base import ChatMessage, GenerationOptions
 from conversations.models import Conversation, Message, Source
 from conversations.send_state import as_uuid
-from conversations.statements import prepared_cursor
+from conversations.statements import backend, prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +64,15 @@ def _job_statement() -> str:
     reads the branch's tail as well (`_JOB_WITH_TAIL_SQL`): one round trip instead of two."""
     from documents.models import Attachment
 
-    quote = connection.ops.quote_name
+    db = backend()
+    quote = db.ops.quote_name
     job = _JOB_SQL.format(
         message=quote(Message._meta.db_table),
         conversation=quote(Conversation._meta.db_table),
         profile=quote(Profile._meta.db_table),
         attachment=quote(Attachment._meta.db_table),
     )
-    if connection.vendor != "postgresql":
+    if db.vendor != "postgresql":
         return job
     walk = _BRANCH_WALK.format(table=quote(Message._meta.db_table), leaf="(SELECT parent_id FROM job)")
     return _JOB_WITH_TAIL_SQL.format(job=job, walk=walk)
@@ -95,8 +95,9 @@ def load_job(message_id: uuid.UUID, options: GenerationOptions | None = None) ->
 def job_statement(message_id: uuid.UUID) -> tuple[str, list]:
     """`load_job`'s statement and parameters (a send on the event loop runs it on its own
     connection: conversations/loop_send.py)."""
-    params = [Message._meta.pk.get_db_prep_value(message_id, connection), Message.Status.STREAMING.value]
-    if connection.vendor == "postgresql":
+    db = backend()
+    params = [Message._meta.pk.get_db_prep_value(message_id, db), Message.Status.STREAMING.value]
+    if db.vendor == "postgresql":
         params += [MAX_BRANCH_DEPTH, _enough_chars()]
     return _job_statement(), params
 
@@ -177,7 +178,7 @@ MAX_BRANCH_DEPTH = 100_000
 @functools.cache
 def _branch_tail_statement() -> str:
     return _BRANCH_TAIL_SQL.format(
-        walk=_BRANCH_WALK.format(table=connection.ops.quote_name(Message._meta.db_table), leaf="%s")
+        walk=_BRANCH_WALK.format(table=backend().ops.quote_name(Message._meta.db_table), leaf="%s")
     )
 
 
@@ -207,7 +208,7 @@ def branch_tail(leaf_id: uuid.UUID) -> tuple[list[ChatMessage], bool]:
     2,000 (docs/perf.md).
     Returns (history, whether it is the whole branch).
     """
-    leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
+    leaf = Message._meta.pk.get_db_prep_value(leaf_id, backend())
     with prepared_cursor() as cursor:
         cursor.execute(_branch_tail_statement(), [leaf, MAX_BRANCH_DEPTH, _enough_chars()])
         rows = cursor.fetchall()

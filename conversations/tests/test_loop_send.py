@@ -206,3 +206,36 @@ async def test_a_send_whose_insert_fails_stores_nothing_and_keeps_its_connection
     fields["client_id"] = uuid.uuid4()
     start, _ = await loop_send.message_send(conversation_id=second.id, content="again", **fields)
     assert start.created and [idle for idle, _ in pool.idle] == [conn]
+
+
+async def test_a_send_on_the_loop_builds_its_statements_without_looking_up_a_connection(monkeypatch):
+    """`connections[...]` (and `connection.x`) is a lookup in asgiref's Local each time: the
+    statements are built with one wrapper of the process's, which never connects."""
+    from django.db import connections
+
+    from conversations import loop_send
+    from conversations.generation import get_runtime
+    from conversations.statements import backend
+
+    monkeypatch.setattr(get_runtime(), "post", lambda group, message: None)
+    user = await db(make_user)("unlooked")
+    conversations = [await db(make_conversation)(user, title="titled already") for _ in range(2)]
+    await loop_send.message_send(  # the first send of the process builds and prepares its statements
+        conversation_id=conversations[0].id, content="first", user=user, worker="w", client_id=uuid.uuid4()
+    )
+    lookups: list[str] = []
+    handler = type(connections)
+    lookup = handler.__getitem__
+
+    def counted(self, alias):
+        lookups.append(alias)
+        return lookup(self, alias)
+
+    monkeypatch.setattr(handler, "__getitem__", counted)
+    start, job = await loop_send.message_send(
+        conversation_id=conversations[1].id, content="second", user=user, worker="w", client_id=uuid.uuid4()
+    )
+
+    assert start.created and job is not None and job.history[-1].content == "second"
+    assert lookups == []
+    assert backend().connection is None
