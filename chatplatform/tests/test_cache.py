@@ -9,8 +9,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache as default_cache
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 
-from chatplatform.cache import ChatRedisCache, acount, count
+from chatplatform.cache import ChatRedisCache, _loop_cache, acount, count
 
 
 @pytest.fixture
@@ -153,3 +154,30 @@ async def test_other_backends_count_on_the_loop_as_they_count_anywhere(settings)
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert [await acount("loop-sends", 120), count("loop-sends", 120)] == [1, 2]
     default_cache.delete("loop-sends")
+
+
+async def test_counts_on_the_loop_share_one_cache_object_whatever_their_context(settings, redis_url):
+    """`cache` makes a cache object for each asyncio context (each socket's first send);
+    the loop's counts use one of the process's, made again when CACHES changes."""
+    settings.CACHES = {
+        "default": {"BACKEND": "chatplatform.cache.ChatRedisCache", "LOCATION": redis_url, "KEY_PREFIX": "t1"}
+    }
+    made: list[str] = []
+    make = type(caches).create_connection
+
+    def counted(self, alias):
+        made.append(alias)
+        return make(self, alias)
+
+    type(caches).create_connection = counted
+    try:
+        key = f"ctx-{uuid.uuid4().hex}"
+        counts = await asyncio.gather(*(acount(key, 120) for _ in range(5)))  # five tasks, five contexts
+        assert sorted(counts) == [1, 2, 3, 4, 5] and made == ["default"]
+
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        assert await acount(key, 120) == 1  # counted by the new configuration's backend
+        assert isinstance(_loop_cache(), LocMemCache)
+    finally:
+        type(caches).create_connection = make
+        default_cache.delete(key)
