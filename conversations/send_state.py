@@ -25,8 +25,9 @@ from django.contrib.auth import get_user_model
 
 from accounts import policy
 from accounts.models import ANY_MODEL, GroupModelAccess, Profile
+from chatplatform.loopdb import backend
 from conversations.models import Conversation, Message, UsageEvent
-from conversations.statements import backend, prepared_cursor
+from conversations.statements import prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,35 +17,12 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, models
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.dispatch import receiver
 
 from chatplatform import tracing
+from chatplatform.loopdb import backend
 from conversations.models import Conversation, Message
-
-
-def backend() -> BaseDatabaseWrapper:
-    """The default database's wrapper for building statements and adapting values (its
-    vendor, quoting and features, what `get_db_prep_*` and the converters ask of it),
-    never for running them: made once a process (again if DATABASES changes), it never
-    connects. `connections[DEFAULT_DB_ALIAS]` and `connection.x` are a lookup in asgiref's
-    `Local` at every use: a dozen a send (docs/perf.md, change 64)."""
-    db = _BACKEND.get(DEFAULT_DB_ALIAS)
-    if db is None:
-        db = _BACKEND[DEFAULT_DB_ALIAS] = connections.create_connection(DEFAULT_DB_ALIAS)
-    return db
-
-
-_BACKEND: dict[str, BaseDatabaseWrapper] = {}
-
-
-@receiver(setting_changed)
-def _forget_backend(*, setting: str, **kwargs) -> None:
-    if setting == "DATABASES":
-        _BACKEND.clear()
 
 
 def prepared_cursor() -> CursorWrapper:

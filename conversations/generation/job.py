@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from accounts.models import Profile
+from chatplatform.loopdb import backend
 from conversations.llm.base import ChatMessage, GenerationOptions
 from conversations.models import Conversation, Message, Source
 from conversations.send_state import as_uuid
-from conversations.statements import backend, prepared_cursor
+from conversations.statements import prepared_cursor
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,9 +213,9 @@ async def test_a_send_on_the_loop_builds_its_statements_without_looking_up_a_con
     statements are built with one wrapper of the process's, which never connects."""
     from django.db import connections
 
+    from chatplatform.loopdb import backend
     from conversations import loop_send
     from conversations.generation import get_runtime
-    from conversations.statements import backend
 
     monkeypatch.setattr(get_runtime(), "post", lambda group, message: None)
     user = await db(make_user)("unlooked")
@@ -232,6 +232,7 @@ async def test_a_send_on_the_loop_builds_its_statements_without_looking_up_a_con
         return lookup(self, alias)
 
     monkeypatch.setattr(handler, "__getitem__", counted)
+    assert loop_send.enabled()  # what the socket asks first
     start, job = await loop_send.message_send(
         conversation_id=conversations[1].id, content="second", user=user, worker="w", client_id=uuid.uuid4()
     )
