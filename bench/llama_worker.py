@@ -3,7 +3,10 @@
 The benchmark's own process holds thousands of objects by the time it gets
 here (and the garbage collector walks them while llama-cpp-python's per-token
 Python allocates), so the bound runs in a process as bare as the server's
-model thread. One JSON request per line on stdin, one JSON answer per line:
+model thread. It samples as the app's provider does by default
+(`llamacpp.DEFAULT_SAMPLING`: the repeat penalty costs time a token, and
+another temperature writes other tokens), so the two sides differ only by
+what the app adds. One JSON request per line on stdin, one JSON answer per line:
 
     {"messages": [...], "max_tokens": 128}  -> {"ttft": s, "tokens": n, "tokens_per_second": r}
     {"tokenize": "text"}                    -> {"tokens": n}
@@ -23,11 +26,13 @@ def tokens(llama, text: str) -> int:
     return len(llama.tokenize(text.encode(), add_bos=False, special=False)) if text else 0
 
 
-def generate(llama, messages, max_tokens: int) -> dict:
+def generate(llama, messages, max_tokens: int, sampling: dict) -> dict:
     started = time.monotonic()
     first = last = None
     parts = []
-    for chunk in llama.create_chat_completion(messages=messages, stream=True, max_tokens=max_tokens):
+    for chunk in llama.create_chat_completion(
+        messages=messages, stream=True, max_tokens=max_tokens, **sampling
+    ):
         text = chunk["choices"][0]["delta"].get("content")
         if text:
             now = time.monotonic()
@@ -50,7 +55,12 @@ def main() -> None:
 
     import llama_cpp
 
-    from conversations.llm.llamacpp import _LOAD_LOCK, _without_extra_buffer_types, default_model_path
+    from conversations.llm.llamacpp import (
+        _LOAD_LOCK,
+        DEFAULT_SAMPLING,
+        _without_extra_buffer_types,
+        default_model_path,
+    )
 
     path = default_model_path()
     with _LOAD_LOCK, _without_extra_buffer_types():
@@ -67,7 +77,7 @@ def main() -> None:
         if "tokenize" in request:
             answer = {"tokens": tokens(llama, request["tokenize"])}
         else:
-            answer = generate(llama, request["messages"], request["max_tokens"])
+            answer = generate(llama, request["messages"], request["max_tokens"], DEFAULT_SAMPLING)
         print(json.dumps(answer), flush=True)
 
 
