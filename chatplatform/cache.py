@@ -32,9 +32,9 @@ import threading
 import redis.asyncio
 from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, cache, caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from redis.commands.core import AsyncScript
+
+from chatplatform.handlers import ProcessWide
 
 
 def count(key: str, timeout: int) -> int:
@@ -59,23 +59,14 @@ async def acount(key: str, timeout: int) -> int:
 
 
 def _loop_cache() -> BaseCache:
-    """The default cache object of the event loop's counts, made once a process (again if
-    CACHES changes): `cache` is a lookup in asgiref's `Local` that made a cache object in
-    each socket's context, at its first send (docs/perf.md, change 65). Its client is the
-    process's one anyway (`ChatRedisCache`)."""
-    backend = _LOOP_CACHE.get(DEFAULT_CACHE_ALIAS)
-    if backend is None:
-        backend = _LOOP_CACHE[DEFAULT_CACHE_ALIAS] = caches.create_connection(DEFAULT_CACHE_ALIAS)
-    return backend
+    """The default cache object of the event loop's counts, one a process: `cache` is a
+    lookup in asgiref's `Local` that made a cache object in each socket's context, at its
+    first send (docs/perf.md, change 65). Its client is the process's one anyway
+    (`ChatRedisCache`)."""
+    return _PROCESS_CACHES[DEFAULT_CACHE_ALIAS]
 
 
-_LOOP_CACHE: dict[str, BaseCache] = {}
-
-
-@receiver(setting_changed)
-def _forget_loop_cache(*, setting: str, **kwargs) -> None:
-    if setting == "CACHES":
-        _LOOP_CACHE.clear()
+_PROCESS_CACHES = ProcessWide(caches)
 
 
 # Atomic in Redis: the first count of a window starts its expiry, later ones leave it.

@@ -30,12 +30,11 @@ from collections.abc import AsyncIterator
 import psycopg
 import psycopg.sql
 from django.conf import settings
-from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.dispatch import receiver
 
 from chatplatform import tracing
+from chatplatform.handlers import ProcessWide
 
 
 def available() -> bool:
@@ -46,23 +45,14 @@ def available() -> bool:
 def backend() -> BaseDatabaseWrapper:
     """The default database's wrapper for building statements and adapting values (its
     vendor, quoting and features, what `get_db_prep_*` and the ORM's converters ask of
-    it), never for running them: made once a process (again if DATABASES changes), it
-    never connects. `connections[DEFAULT_DB_ALIAS]` and `connection.x` are a lookup in
-    asgiref's `Local` at every use, a dozen a send, and the first in a socket's context
-    makes a wrapper for it (docs/perf.md, change 64)."""
-    db = _BACKEND.get(DEFAULT_DB_ALIAS)
-    if db is None:
-        db = _BACKEND[DEFAULT_DB_ALIAS] = connections.create_connection(DEFAULT_DB_ALIAS)
-    return db
+    it), never for running them: one a process, it never connects.
+    `connections[DEFAULT_DB_ALIAS]` and `connection.x` are a lookup in asgiref's `Local`
+    at every use, a dozen a send, and the first in a socket's context makes a wrapper
+    for it (docs/perf.md, change 64)."""
+    return _PROCESS_DATABASES[DEFAULT_DB_ALIAS]
 
 
-_BACKEND: dict[str, BaseDatabaseWrapper] = {}
-
-
-@receiver(setting_changed)
-def _forget_backend(*, setting: str, **kwargs) -> None:
-    if setting == "DATABASES":
-        _BACKEND.clear()
+_PROCESS_DATABASES = ProcessWide(connections)
 
 
 @contextlib.asynccontextmanager
